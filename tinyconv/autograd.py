@@ -1,0 +1,233 @@
+"""Reverse-mode automatic differentiation.
+
+Every differentiable operation is a subclass of :class:`Function` with two static methods
+that work on NumPy arrays only::
+
+    class Mul(Function):
+        @staticmethod
+        def forward(ctx, a, b):            # a, b: np.ndarray
+            ctx.save_for_backward(a, b)
+            return a * b
+
+        @staticmethod
+        def backward(ctx, gy):             # gy: dL/d(output), same shape as the output
+            a, b = ctx.saved_tensors
+            return gy * b, gy * a          # one gradient per input, None if not needed
+
+``Mul.apply(x, y)`` unwraps the Tensors, runs ``forward``, wraps the result in a Tensor and, when
+any input requires a gradient, records a :class:`Node` (the Function class, its context and its
+input Tensors) as the result's ``grad_fn``. ``Tensor.backward()`` walks those nodes in reverse
+topological order and calls each ``backward`` exactly once, summing the gradients that reach a
+tensor along several paths.
+
+Broadcasting is handled here once, not in every op: a gradient returned for an input that was
+broadcast is summed back to the input's shape by :func:`unbroadcast`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+
+__all__ = [
+    "Context", "Function", "Node", "no_grad", "enable_grad", "set_grad_enabled",
+    "is_grad_enabled", "unbroadcast", "backward",
+]
+
+
+class _GradMode(threading.local):
+    enabled = True
+
+
+_grad_mode = _GradMode()
+
+
+def is_grad_enabled() -> bool:
+    """True unless inside ``no_grad()``."""
+    return _grad_mode.enabled
+
+
+class set_grad_enabled(contextlib.ContextDecorator):
+    """Context manager (and decorator) that switches graph recording on or off."""
+
+    def __init__(self, mode: bool):
+        self.mode = bool(mode)
+        self.prev = _grad_mode.enabled
+        _grad_mode.enabled = self.mode  # like torch: takes effect even when not used in `with`
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _grad_mode.enabled = self.prev
+        return False
+
+
+class no_grad(contextlib.ContextDecorator):
+    """``with tinyconv.no_grad():`` runs ops without recording a graph (evaluation, updates)."""
+
+    def __enter__(self):
+        self.prev = _grad_mode.enabled
+        _grad_mode.enabled = False
+        return self
+
+    def __exit__(self, *exc):
+        _grad_mode.enabled = self.prev
+        return False
+
+
+class enable_grad(contextlib.ContextDecorator):
+    """Re-enables graph recording inside a ``no_grad`` block."""
+
+    def __enter__(self):
+        self.prev = _grad_mode.enabled
+        _grad_mode.enabled = True
+        return self
+
+    def __exit__(self, *exc):
+        _grad_mode.enabled = self.prev
+        return False
+
+
+class Context:
+    """What ``forward`` leaves for ``backward``: saved arrays and any other attributes."""
+
+    def __init__(self, needs_input_grad: tuple[bool, ...]):
+        self.needs_input_grad = needs_input_grad
+        self.saved_tensors: tuple = ()
+
+    def save_for_backward(self, *arrays) -> None:
+        self.saved_tensors = arrays
+
+
+class Node:
+    """One recorded call of a Function: the graph is made of these."""
+
+    __slots__ = ("fn", "ctx", "inputs", "out_shape", "out_dtype", "__weakref__")
+
+    def __init__(self, fn, ctx, inputs, out_shape, out_dtype):
+        self.fn = fn  # the Function subclass
+        self.ctx = ctx
+        self.inputs = inputs  # tuple of Tensors (or None for non-tensor arguments)
+        self.out_shape = out_shape
+        self.out_dtype = out_dtype
+
+    def name(self) -> str:
+        return self.fn.__name__ + "Backward"
+
+    def __repr__(self) -> str:
+        return f"<{self.name()}>"
+
+
+class Function:
+    """Base class of all differentiable operations (see the module docstring)."""
+
+    @staticmethod
+    def forward(ctx, *args, **kwargs):
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, gy):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args, **kwargs):
+        from tinyconv.tensor import Tensor
+
+        # Tensors among the positional arguments are the differentiable inputs; everything else
+        # (ints, tuples, None, arrays) is passed through as a hyper-parameter.
+        arrays = [a._data if isinstance(a, Tensor) else a for a in args]
+        needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+        record = _grad_mode.enabled and any(needs)
+        ctx = Context(needs)
+        out = cls.forward(ctx, *arrays, **kwargs)
+        result = Tensor._wrap(out)
+        if record:
+            inputs = tuple(a if isinstance(a, Tensor) else None for a in args)
+            result.requires_grad = True
+            result.grad_fn = Node(cls, ctx, inputs, out.shape, out.dtype)
+        return result
+
+
+def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum ``grad`` over the axes that broadcasting added or stretched, giving ``shape``."""
+    if grad.shape == tuple(shape):
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra > 0:
+        grad = grad.sum(axis=tuple(range(extra)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if stretched:
+        grad = grad.sum(axis=stretched, keepdims=True)
+    return grad.reshape(shape)
+
+
+def _topological_order(root_node: Node) -> list[Node]:
+    """Nodes reachable from ``root_node``, each after every node that consumes its output.
+
+    Iterative depth-first search (deep graphs would overflow Python's recursion limit); parents
+    are visited in input order, so the order, and hence summation order, is deterministic.
+    """
+    order: list[Node] = []
+    visited: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(root_node, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        for t in reversed(node.inputs):
+            if t is not None and t.grad_fn is not None and id(t.grad_fn) not in visited:
+                stack.append((t.grad_fn, False))
+    order.reverse()  # post-order reversed: consumers before producers
+    return order
+
+
+def backward(tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
+    """Accumulate d(tensor)/d(leaf) * grad into ``.grad`` of every leaf that requires grad."""
+    from tinyconv.tensor import Tensor
+
+    root = tensor.grad_fn
+    if root is None:
+        # A leaf: its gradient with respect to itself.
+        tensor._accumulate(grad)
+        return
+    grads: dict[int, np.ndarray] = {id(root): grad}
+    for node in _topological_order(root):
+        gy = grads.pop(id(node), None)
+        if gy is None:
+            continue  # no gradient flowed into this node (e.g. from an integer output)
+        if node.ctx is None:
+            raise RuntimeError(
+                "Trying to backward through the graph a second time (or directly access saved "
+                "tensors after they have already been freed). Specify retain_graph=True if you "
+                "need to backward through the graph a second time.")
+        with no_grad():
+            in_grads = node.fn.backward(node.ctx, gy)
+        if not isinstance(in_grads, tuple):
+            in_grads = (in_grads,)
+        if len(in_grads) < len(node.inputs):
+            in_grads = in_grads + (None,) * (len(node.inputs) - len(in_grads))
+        for t, g in zip(node.inputs, in_grads):
+            if t is None or g is None or not t.requires_grad:
+                continue
+            if isinstance(g, Tensor):
+                g = g._data
+            g = unbroadcast(np.asarray(g), t.shape)
+            if g.dtype != t.dtype:
+                g = g.astype(t.dtype)
+            if t.grad_fn is None:
+                t._accumulate(g)
+            else:
+                if t._retains_grad:
+                    t._accumulate(g)
+                key = id(t.grad_fn)
+                grads[key] = grads[key] + g if key in grads else g
+        if not retain_graph:
+            node.ctx = None  # free the saved arrays

@@ -1,0 +1,55 @@
+"""Data loading for tinyconv: IDX files, MNIST / Fashion-MNIST, a DataLoader, batch transforms.
+
+Everything here works on NumPy arrays and never imports torch; only the DataLoader's default
+``collate_fn`` turns batches into tinyconv Tensors. Typical use::
+
+    from tinyconv.data import DataLoader, FashionMNIST, transforms
+
+    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize(0.5, 0.5)])
+    train = FashionMNIST(train=True, transform=tf)          # root: $TINYCONV_DATA or ./data
+    for images, labels in DataLoader(train, batch_size=64, shuffle=True, generator=0):
+        ...                                                 # images (64, 1, 28, 28) float32
+"""
+
+from tinyconv.data import transforms
+from tinyconv.data.dataloader import (
+    ArrayDataset,
+    DataLoader,
+    Subset,
+    default_collate,
+    fetch_batch,
+)
+from tinyconv.data.errors import DataError
+from tinyconv.data.idx import parse_idx, read_idx, read_uncompressed, write_idx
+from tinyconv.data.mnist import MNIST, FashionMNIST, default_root
+from tinyconv.data.transforms import (
+    Compose,
+    Normalize,
+    RandomCrop,
+    RandomHorizontalFlip,
+    RandomRotation,
+    ToTensor,
+)
+
+__all__ = [
+    "ArrayDataset",
+    "Compose",
+    "DataError",
+    "DataLoader",
+    "FashionMNIST",
+    "MNIST",
+    "Normalize",
+    "RandomCrop",
+    "RandomHorizontalFlip",
+    "RandomRotation",
+    "Subset",
+    "ToTensor",
+    "default_collate",
+    "default_root",
+    "fetch_batch",
+    "parse_idx",
+    "read_idx",
+    "read_uncompressed",
+    "transforms",
+    "write_idx",
+]

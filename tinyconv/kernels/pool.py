@@ -1,0 +1,117 @@
+"""Max pooling: the forward pass remembers where each maximum came from; backward scatters.
+
+Notation: input x (N, C, H, W); window KH x KW; stride SH, SW; padding PH, PW (padded cells hold
+-inf, so they never win); dilation DH, DW. Output y (N, C, OH, OW) with OH from
+``conv_out_size`` (optionally in ceil mode)::
+
+    y[n, c, oh, ow] = max over i < KH, j < KW of x[n, c, oh*SH - PH + i*DH, ow*SW - PW + j*DW]
+    idx[n, c, oh, ow] = h*W + w of that maximum (the first one in window order on ties; NaN wins)
+
+Backward: each output gradient flows to the single input pixel that produced the maximum;
+overlapping windows that chose the same pixel add up::
+
+    gx[n, c].flat[idx[n, c, oh, ow]] += gy[n, c, oh, ow]
+
+``idx`` uses the same flat-index convention as torch's ``return_indices=True``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+def maxpool2d_forward_reference(x, kh, kw, stride, padding, dilation, OH, OW):
+    """Plain-Python max pooling: returns (y, idx)."""
+    N, C, H, W = x.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    y = np.empty((N, C, OH, OW), dtype=x.dtype)
+    idx = np.empty((N, C, OH, OW), dtype=np.int64)
+    for n in range(N):
+        for c in range(C):
+            for oh in range(OH):
+                for ow in range(OW):
+                    best, best_at = -np.inf, -1
+                    for i in range(kh):
+                        for j in range(kw):
+                            h = oh * sh - ph + i * dh
+                            w = ow * sw - pw + j * dw
+                            if 0 <= h < H and 0 <= w < W:
+                                v = x[n, c, h, w]
+                                # NaN propagates: once best is NaN nothing replaces it.
+                                if best_at == -1 or ((v > best or np.isnan(v))
+                                                     and not np.isnan(best)):
+                                    best, best_at = v, h * W + w
+                    y[n, c, oh, ow] = best
+                    idx[n, c, oh, ow] = best_at
+    return y, idx
+
+
+def maxpool2d_backward_reference(gy, idx, x_shape):
+    """Plain-Python scatter of ``gy`` to the arg-max positions."""
+    N, C, H, W = x_shape
+    gx = np.zeros(x_shape, dtype=gy.dtype)
+    OH, OW = gy.shape[2:]
+    for n in range(N):
+        for c in range(C):
+            for oh in range(OH):
+                for ow in range(OW):
+                    k = idx[n, c, oh, ow]
+                    gx[n, c, k // W, k % W] += gy[n, c, oh, ow]
+    return gx
+
+
+@njit(cache=True, parallel=True)
+def _maxpool2d_forward_loops(x, y, idx, kh, kw, sh, sw, ph, pw, dh, dw):
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2], y.shape[3]
+    for p in prange(N * C):  # one (sample, channel) plane per iteration
+        n, c = p // C, p % C
+        for oh in range(OH):
+            for ow in range(OW):
+                best = -np.inf
+                best_at = -1
+                for i in range(kh):
+                    h = oh * sh - ph + i * dh
+                    if h < 0 or h >= H:
+                        continue
+                    for j in range(kw):
+                        w = ow * sw - pw + j * dw
+                        if w < 0 or w >= W:
+                            continue
+                        v = x[n, c, h, w]
+                        # NaN propagates, as in torch: once best is NaN nothing replaces it.
+                        if best_at == -1 or ((v > best or v != v) and best == best):
+                            best = v
+                            best_at = h * W + w
+                y[n, c, oh, ow] = best
+                idx[n, c, oh, ow] = best_at
+
+
+@njit(cache=True, parallel=True)
+def _maxpool2d_backward_loops(gy, idx, gx):
+    N, C, H, W = gx.shape
+    OH, OW = gy.shape[2], gy.shape[3]
+    for p in prange(N * C):  # planes are disjoint, so threads never write the same pixel
+        n, c = p // C, p % C
+        for oh in range(OH):
+            for ow in range(OW):
+                k = idx[n, c, oh, ow]
+                gx[n, c, k // W, k % W] += gy[n, c, oh, ow]
+
+
+def maxpool2d_forward(x, kh, kw, stride, padding, dilation, OH, OW):
+    """(N, C, H, W) -> y (N, C, OH, OW) and flat arg-max indices idx (N, C, OH, OW)."""
+    N, C = x.shape[:2]
+    y = np.empty((N, C, OH, OW), dtype=x.dtype)
+    idx = np.empty((N, C, OH, OW), dtype=np.int64)
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    _maxpool2d_forward_loops(np.ascontiguousarray(x), y, idx, kh, kw, sh, sw, ph, pw, dh, dw)
+    return y, idx
+
+
+def maxpool2d_backward(gy, idx, x_shape):
+    """Scatter gy (N, C, OH, OW) into a zero (N, C, H, W) gradient at the arg-max positions."""
+    gx = np.zeros(x_shape, dtype=gy.dtype)
+    _maxpool2d_backward_loops(np.ascontiguousarray(gy), idx, gx)
+    return gx

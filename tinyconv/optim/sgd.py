@@ -1,0 +1,46 @@
+"""Stochastic gradient descent with momentum, as torch.optim.SGD.
+
+For each parameter p with gradient g, learning rate lr, momentum mu, dampening d, weight decay wd::
+
+    g = g + wd * p                         (if wd != 0)
+    b = g                                   (first step)
+    b = mu * b + (1 - d) * g                (later steps; if mu != 0)
+    g = g + mu * b  if nesterov else  b     (if mu != 0)
+    p = p - lr * g
+"""
+
+from __future__ import annotations
+
+from tinyconv.optim.optimizer import Optimizer
+
+
+class SGD(Optimizer):
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
+                 nesterov=False, maximize=False):
+        if momentum < 0.0:
+            raise ValueError(f"Invalid momentum value: {momentum} (expected >= 0)")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
+                        weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
+        super().__init__(params, defaults)
+
+    def step(self, closure=None):
+        loss = closure() if closure is not None else None
+        for group, p, g in self._params_with_grad():
+            lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
+            if group["maximize"]:
+                g = -g
+            if wd != 0:
+                g = g + wd * p._data
+            if mu != 0:
+                state = self.state.setdefault(p, {})
+                buf = state.get("momentum_buffer")
+                if buf is None:
+                    buf = state["momentum_buffer"] = g.copy()
+                else:
+                    buf *= mu
+                    buf += (1 - group["dampening"]) * g
+                g = g + mu * buf if group["nesterov"] else buf
+            p._data -= lr * g
+        return loss

@@ -1,0 +1,706 @@
+"""The Tensor: a NumPy array plus what autograd needs (``requires_grad``, ``grad``, ``grad_fn``).
+
+Every differentiable method here is a thin call of a Function in ``tinyconv/ops``; the array
+itself is ``tensor._data`` (``tensor.numpy()`` outside the library). Names, signatures and
+defaults follow torch's, so that code written for torch runs with ``tinyconv`` in its place.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections import namedtuple
+
+import builtins as _b  # the torch dtype names below shadow int, float and bool
+
+import numpy as np
+
+from tinyconv import autograd
+from tinyconv.ops import elementwise as E
+from tinyconv.ops import matmul as MM
+from tinyconv.ops import reduce as R
+from tinyconv.ops import shape as S
+
+# dtypes are NumPy dtypes; the names are torch's.
+float32 = float = np.dtype(np.float32)
+float64 = double = np.dtype(np.float64)
+float16 = half = np.dtype(np.float16)
+int64 = long = np.dtype(np.int64)
+int32 = int = np.dtype(np.int32)
+int16 = short = np.dtype(np.int16)
+int8 = np.dtype(np.int8)
+uint8 = np.dtype(np.uint8)
+bool = np.dtype(np.bool_)  # noqa: A001 - torch's name
+
+
+default_float = float32
+
+MaxResult = namedtuple("max", ["values", "indices"])
+MinResult = namedtuple("min", ["values", "indices"])
+
+
+class Size(tuple):
+    """Shape of a tensor: a tuple that prints like torch's ``torch.Size([2, 3])``."""
+
+    def __repr__(self):
+        return f"tinyconv.Size({list(self)})"
+
+    def numel(self):
+        return _b.int(np.prod(self, dtype=np.int64))
+
+
+class device:  # noqa: N801 - torch's name
+    """Only the CPU exists in tinyconv; ``device('cpu')`` is accepted for portability."""
+
+    def __init__(self, type="cpu"):  # noqa: A002
+        name = type.type if isinstance(type, device) else str(type)
+        if name.split(":")[0] != "cpu":
+            raise RuntimeError(
+                f"tinyconv runs on the CPU only; got device {name!r}. Use 'cpu' "
+                "(the PyTorch backend of the examples runs on CUDA).")
+        self.type = "cpu"
+
+    def __eq__(self, other):
+        return str(other) == "cpu"
+
+    def __hash__(self):
+        return hash("cpu")
+
+    def __repr__(self):
+        return "device(type='cpu')"
+
+    def __str__(self):
+        return "cpu"
+
+
+def _to_dtype(dtype):
+    if dtype is None:
+        return None
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be a tinyconv/NumPy dtype such as tinyconv.float32, "
+                        f"got {dtype!r}") from None
+
+
+def _as_array(data, dtype=None):
+    """Convert Python data to an array with torch's default dtypes (float32, int64, bool)."""
+    if isinstance(data, Tensor):
+        arr = data._data
+    elif isinstance(data, np.ndarray):
+        arr = data
+    elif hasattr(data, "__array__") and not isinstance(data, (list, tuple)):
+        arr = np.asarray(data)  # e.g. a torch tensor: keeps its dtype
+    else:
+        arr = np.asarray(data)
+        if arr.dtype == np.float64:
+            arr = arr.astype(default_float)  # Python floats -> float32, as torch.tensor does
+        elif arr.dtype.kind in "iu":
+            arr = arr.astype(np.int64)
+        elif arr.dtype.kind not in "fb":
+            raise TypeError(f"tensor(): could not convert data of type {type(data).__name__} "
+                            f"(numpy dtype {arr.dtype}) to a numeric tensor")
+    if dtype is not None:
+        arr = arr.astype(_to_dtype(dtype), copy=False)
+    return arr
+
+
+def _operand(x, like):
+    """The array behind a Tensor, or a Python number / array as an array of ``like``'s kind."""
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, numbers.Number) and not isinstance(x, np.generic):
+        return x  # Python scalars are "weak" in NumPy 2: float32 + 1.5 stays float32
+    return Tensor(np.asarray(x))
+
+
+class Tensor:
+    """An n-dimensional array with reverse-mode automatic differentiation."""
+
+    __array_priority__ = 1000  # numpy scalar * Tensor -> Tensor.__rmul__
+
+    def __init__(self, data, dtype=None, requires_grad=False):
+        self._data = _as_array(data, dtype)
+        if self._data.ndim and not self._data.flags.writeable:
+            self._data = self._data.copy()
+        self.grad = None
+        self.grad_fn = None
+        self._retains_grad = False
+        self.requires_grad = requires_grad
+
+    @classmethod
+    def _wrap(cls, arr):
+        """Wrap a result array without conversion or copy (used by Function.apply)."""
+        t = cls.__new__(cls)
+        t._data = arr if isinstance(arr, np.ndarray) else np.asarray(arr)
+        t.grad = None
+        t.grad_fn = None
+        t._retains_grad = False
+        t._requires_grad = False
+        return t
+
+    # ----- autograd state ---------------------------------------------------------------------
+
+    @property
+    def requires_grad(self):
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value):
+        if value and self._data.dtype.kind not in "fc":
+            raise RuntimeError(f"only tensors of floating point dtype can require gradients, "
+                               f"got dtype {self._data.dtype}")
+        if not value and self.grad_fn is not None:
+            raise RuntimeError("you can only change requires_grad flags of leaf variables; "
+                               "use .detach() to get a tensor outside the graph")
+        self._requires_grad = _b.bool(value)
+
+    def requires_grad_(self, requires_grad=True):
+        self.requires_grad = requires_grad
+        return self
+
+    @property
+    def is_leaf(self):
+        return self.grad_fn is None
+
+    def retain_grad(self):
+        """Keep ``.grad`` on this non-leaf tensor during backward, as torch does."""
+        if self.grad_fn is not None:
+            self._retains_grad = True
+
+    def _accumulate(self, g):
+        if self.grad is None:
+            self.grad = Tensor._wrap(np.array(g, dtype=self._data.dtype, copy=True))
+        else:
+            self.grad._data = self.grad._data + g
+
+    def backward(self, gradient=None, retain_graph=False):
+        """Compute d(self)/d(leaf) for every leaf that requires grad; add it to ``leaf.grad``."""
+        if not self.requires_grad:
+            raise RuntimeError("element 0 of tensors does not require grad and does not have a "
+                               "grad_fn: backward() needs a tensor computed from parameters or "
+                               "from tensors created with requires_grad=True")
+        if gradient is None:
+            if self._data.size != 1:
+                raise RuntimeError(f"grad can be implicitly created only for scalar outputs; "
+                                   f"this tensor has shape {tuple(self.shape)}: pass gradient=")
+            g = np.ones(self._data.shape, dtype=self._data.dtype)
+        else:
+            g = np.asarray(gradient._data if isinstance(gradient, Tensor) else gradient,
+                           dtype=self._data.dtype)
+            if g.shape != self._data.shape:
+                raise RuntimeError(f"backward(): gradient has shape {g.shape}, expected the "
+                                   f"tensor's shape {self._data.shape}")
+        autograd.backward(self, g, retain_graph=retain_graph)
+
+    def detach(self):
+        """The same data, outside the graph (no copy)."""
+        return Tensor._wrap(self._data)
+
+    def detach_(self):
+        self.grad_fn = None
+        self._requires_grad = False
+        return self
+
+    @property
+    def data(self):
+        """A tensor sharing this one's array, without grad tracking (torch's ``.data``)."""
+        return Tensor._wrap(self._data)
+
+    @data.setter
+    def data(self, value):
+        self._data = _as_array(value)
+
+    # ----- basic properties ----------------------------------------------------------------
+
+    @property
+    def shape(self):
+        return Size(self._data.shape)
+
+    @property
+    def dtype(self):
+        return self._data.dtype
+
+    @property
+    def device(self):
+        return device("cpu")
+
+    @property
+    def ndim(self):
+        return self._data.ndim
+
+    @property
+    def is_cuda(self):
+        return False
+
+    def dim(self):
+        return self._data.ndim
+
+    def size(self, dim=None):
+        if dim is None:
+            return self.shape
+        return self._data.shape[self._axis(dim)]
+
+    def numel(self):
+        return _b.int(self._data.size)
+
+    nelement = numel
+
+    def element_size(self):
+        return self._data.itemsize
+
+    def item(self):
+        if self._data.size != 1:
+            raise ValueError(f"only one element tensors can be converted to Python scalars, "
+                             f"got a tensor with {self._data.size} elements")
+        return self._data.reshape(()).item()
+
+    def tolist(self):
+        return self._data.tolist()
+
+    def numpy(self):
+        """The underlying array (shared, not copied)."""
+        if self.requires_grad:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. "
+                               "Use tensor.detach().numpy() instead.")
+        return self._data
+
+    def __array__(self, dtype=None, copy=None):
+        return self._data if dtype is None else self._data.astype(dtype)
+
+    def __len__(self):
+        if self._data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __bool__(self):
+        if self._data.size != 1:
+            raise RuntimeError("Boolean value of Tensor with more than one value is ambiguous")
+        return _b.bool(self._data.reshape(()))
+
+    def __float__(self):
+        return _b.float(self.item())
+
+    def __int__(self):
+        return _b.int(self.item())
+
+    def __index__(self):
+        if self._data.dtype.kind not in "iu" or self._data.size != 1:
+            raise TypeError("only integer tensors of a single element can be used as an index")
+        return _b.int(self.item())
+
+    __hash__ = object.__hash__
+
+    def __repr__(self):
+        body = np.array2string(self._data, separator=", ", prefix="tensor(", precision=4)
+        extras = []
+        if self._data.dtype not in (np.float32, np.int64, np.bool_):
+            extras.append(f"dtype=tinyconv.{self._data.dtype}")
+        if self.grad_fn is not None:
+            extras.append(f"grad_fn=<{self.grad_fn.name()}>")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + body + "".join(", " + e for e in extras) + ")"
+
+    def _axis(self, dim):
+        nd = _b.max(self._data.ndim, 1)
+        if not -nd <= dim < nd:
+            raise IndexError(f"Dimension out of range (expected to be in range of "
+                             f"[{-nd}, {nd - 1}], but got {dim})")
+        return dim % nd
+
+    # ----- dtype and device ----------------------------------------------------------------
+
+    def to(self, *args, dtype=None, **kwargs):
+        """``to(device)``, ``to(dtype)`` or ``to(device, dtype)``; devices other than cpu fail."""
+        for a in args:
+            if isinstance(a, (str, device)):
+                device(a)
+            elif isinstance(a, Tensor):
+                dtype = a.dtype
+            else:
+                dtype = a
+        if "device" in kwargs:
+            device(kwargs["device"])
+        if dtype is None or np.dtype(dtype) == self.dtype:
+            return self
+        return E.Cast.apply(self, _to_dtype(dtype))
+
+    def type(self, dtype=None):
+        if dtype is None:
+            return f"tinyconv.{self.dtype}"
+        return self.to(dtype)
+
+    def cpu(self):
+        return self
+
+    def cuda(self, *args, **kwargs):
+        device("cuda")
+
+    def float(self):
+        return self.to(float32)
+
+    def double(self):
+        return self.to(float64)
+
+    def half(self):
+        return self.to(float16)
+
+    def long(self):
+        return self.to(int64)
+
+    def int(self):
+        return self.to(int32)
+
+    def bool(self):
+        return self.to(np.bool_)
+
+    def type_as(self, other):
+        return self.to(other.dtype)
+
+    # ----- arithmetic ------------------------------------------------------------------------
+
+    def __add__(self, other):
+        return E.Add.apply(self, _operand(other, self))
+
+    def __radd__(self, other):  # other + self
+        return E.Add.apply(_operand(other, self), self)
+
+    def __sub__(self, other):
+        return E.Sub.apply(self, _operand(other, self))
+
+    def __rsub__(self, other):  # other - self
+        return E.Sub.apply(_operand(other, self), self)
+
+    def __mul__(self, other):
+        return E.Mul.apply(self, _operand(other, self))
+
+    def __rmul__(self, other):  # other * self
+        return E.Mul.apply(_operand(other, self), self)
+
+    def __truediv__(self, other):
+        return E.Div.apply(self, _operand(other, self))
+
+    def __rtruediv__(self, other):  # other / self
+        return E.Div.apply(_operand(other, self), self)
+
+    def __pow__(self, other):
+        return E.Pow.apply(self, _operand(other, self))
+
+    def __rpow__(self, other):  # other ** self
+        return E.Pow.apply(_operand(other, self), self)
+
+    def __neg__(self):
+        return E.Neg.apply(self)
+
+    def __pos__(self):
+        return self
+
+    def __matmul__(self, other):
+        return MM.MatMul.apply(self, _operand(other, self))
+
+    def __rmatmul__(self, other):  # other @ self
+        return MM.MatMul.apply(_operand(other, self), self)
+
+    def __abs__(self):
+        return E.Abs.apply(self)
+
+    add = __add__
+    sub = __sub__
+    mul = __mul__
+    div = __truediv__
+    pow = __pow__
+    neg = __neg__
+    matmul = __matmul__
+    mm = __matmul__
+    abs = __abs__
+
+    def exp(self):
+        return E.Exp.apply(self)
+
+    def log(self):
+        return E.Log.apply(self)
+
+    def sqrt(self):
+        return E.Sqrt.apply(self)
+
+    def relu(self):
+        return E.ReLU.apply(self)
+
+    def sigmoid(self):
+        return E.Sigmoid.apply(self)
+
+    def tanh(self):
+        return E.Tanh.apply(self)
+
+    def softmax(self, dim):
+        from tinyconv.nn.functional import softmax
+        return softmax(self, dim)
+
+    def log_softmax(self, dim):
+        from tinyconv.nn.functional import log_softmax
+        return log_softmax(self, dim)
+
+    def clamp(self, min=None, max=None):  # noqa: A002 - torch's names
+        out = self
+        if min is not None:
+            out = E.Maximum.apply(out, Tensor(np.asarray(min, dtype=self.dtype)))
+        if max is not None:
+            out = -E.Maximum.apply(-out, Tensor(np.asarray(-max, dtype=self.dtype)))
+        return out
+
+    # ----- comparisons (no gradient) -------------------------------------------------------
+
+    def _compare(self, other, op):
+        b = other._data if isinstance(other, Tensor) else other
+        return Tensor._wrap(np.asarray(op(self._data, b)))
+
+    def __eq__(self, other):
+        return self._compare(other, np.equal)
+
+    def __ne__(self, other):
+        return self._compare(other, np.not_equal)
+
+    def __lt__(self, other):
+        return self._compare(other, np.less)
+
+    def __le__(self, other):
+        return self._compare(other, np.less_equal)
+
+    def __gt__(self, other):
+        return self._compare(other, np.greater)
+
+    def __ge__(self, other):
+        return self._compare(other, np.greater_equal)
+
+    eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
+
+    def equal(self, other):
+        return self.shape == other.shape and _b.bool(np.array_equal(self._data, other._data))
+
+    def allclose(self, other, rtol=1e-05, atol=1e-08):
+        return _b.bool(np.allclose(self._data, other._data, rtol=rtol, atol=atol))
+
+    def __invert__(self):
+        return Tensor._wrap(np.invert(self._data))
+
+    def __and__(self, other):
+        return self._compare(other, np.logical_and)
+
+    def __or__(self, other):
+        return self._compare(other, np.logical_or)
+
+    # ----- reductions ------------------------------------------------------------------------
+
+    def _dims(self, dim):
+        if dim is None:
+            return None
+        dims = (dim,) if isinstance(dim, numbers.Integral) else tuple(dim)
+        return tuple(sorted(self._axis(d) for d in dims))
+
+    def sum(self, dim=None, keepdim=False, dtype=None):
+        x = self if dtype is None else self.to(dtype)
+        if x._data.dtype.kind in "bui" and x._data.dtype != np.int64:
+            x = x.to(int64)  # torch sums booleans and small ints into int64
+        return R.Sum.apply(x, x._dims(dim), keepdim)
+
+    def mean(self, dim=None, keepdim=False, dtype=None):
+        x = self if dtype is None else self.to(dtype)
+        if x._data.dtype.kind not in "fc":
+            raise RuntimeError(f"mean(): could not infer output dtype. Input dtype must be "
+                               f"either a floating point or complex dtype. Got: {x.dtype}")
+        return R.Mean.apply(x, x._dims(dim), keepdim)
+
+    def max(self, dim=None, keepdim=False):
+        """``x.max()``: the largest element; ``x.max(dim)``: (values, indices) along ``dim``.
+
+        ``x.max(other_tensor)`` is the elementwise maximum, as in torch.
+        """
+        if isinstance(dim, Tensor):
+            return E.Maximum.apply(self, dim)
+        if dim is None:
+            return R.MaxAll.apply(self)
+        axis = self._axis(dim)
+        values = R.MaxDim.apply(self, axis, keepdim)
+        return MaxResult(values, self.argmax(axis, keepdim))
+
+    def min(self, dim=None, keepdim=False):
+        if isinstance(dim, Tensor):
+            return -E.Maximum.apply(-self, -dim)
+        if dim is None:
+            return -R.MaxAll.apply(-self)
+        axis = self._axis(dim)
+        values = R.MaxDim.apply(self, axis, keepdim, sign=-1)
+        return MinResult(values, self.argmin(axis, keepdim))
+
+    def argmax(self, dim=None, keepdim=False):
+        if dim is None:
+            return Tensor._wrap(np.asarray(np.argmax(self._data), dtype=np.int64))
+        return Tensor._wrap(np.argmax(self._data, axis=self._axis(dim), keepdims=keepdim)
+                            .astype(np.int64, copy=False))
+
+    def argmin(self, dim=None, keepdim=False):
+        if dim is None:
+            return Tensor._wrap(np.asarray(np.argmin(self._data), dtype=np.int64))
+        return Tensor._wrap(np.argmin(self._data, axis=self._axis(dim), keepdims=keepdim)
+                            .astype(np.int64, copy=False))
+
+    # ----- shape -----------------------------------------------------------------------------
+
+    def _shape_arg(self, shape):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        shape = tuple(_b.int(s) for s in shape)
+        known = np.prod([s for s in shape if s != -1], dtype=np.int64)
+        if shape.count(-1) > 1:
+            raise RuntimeError("only one dimension can be inferred (-1)")
+        ok = (self._data.size == known if -1 not in shape
+              else known > 0 and self._data.size % known == 0)
+        if not ok:
+            raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size "
+                               f"{self._data.size}")
+        return shape
+
+    def reshape(self, *shape):
+        return S.Reshape.apply(self, self._shape_arg(shape))
+
+    def view(self, *shape):
+        if len(shape) == 1 and not isinstance(shape[0], (tuple, list, numbers.Integral)):
+            return self.to(shape[0])  # view(dtype)
+        return S.Reshape.apply(self, self._shape_arg(shape))
+
+    def view_as(self, other):
+        return self.view(other.shape)
+
+    reshape_as = view_as
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        if self.ndim == 0:
+            return self.reshape(1)
+        s, e = self._axis(start_dim), self._axis(end_dim)
+        if s > e:
+            raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
+        shape = self.shape
+        return self.reshape(shape[:s] + (-1,) + shape[e + 1:]) if s < e else self
+
+    def permute(self, *dims):
+        if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+            dims = tuple(dims[0])
+        dims = tuple(self._axis(d) for d in dims)
+        if sorted(dims) != list(range(self.ndim)):
+            raise RuntimeError(f"permute(): dims {dims} are not a permutation of the "
+                               f"{self.ndim} dimensions")
+        return S.Permute.apply(self, dims)
+
+    def transpose(self, dim0, dim1):
+        dims = list(range(self.ndim))
+        a, b = self._axis(dim0), self._axis(dim1)
+        dims[a], dims[b] = dims[b], dims[a]
+        return S.Permute.apply(self, tuple(dims))
+
+    def t(self):
+        if self.ndim > 2:
+            raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is "
+                               f"{self.ndim}D")
+        return self if self.ndim < 2 else self.transpose(0, 1)
+
+    @property
+    def T(self):  # noqa: N802 - torch's name
+        return S.Permute.apply(self, tuple(reversed(range(self.ndim))))
+
+    def squeeze(self, dim=None):
+        if dim is None:
+            return self.reshape(tuple(s for s in self.shape if s != 1))
+        axis = self._axis(dim)
+        if self.shape[axis] != 1:
+            return self
+        return self.reshape(self.shape[:axis] + self.shape[axis + 1:])
+
+    def unsqueeze(self, dim):
+        axis = dim % (self.ndim + 1)
+        return self.reshape(self.shape[:axis] + (1,) + self.shape[axis:])
+
+    def expand(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        lead = len(shape) - self.ndim
+        full = tuple(self.shape[i - lead] if s == -1 else s for i, s in enumerate(shape))
+        return S.Expand.apply(self, full)
+
+    def expand_as(self, other):
+        return self.expand(other.shape)
+
+    def contiguous(self):
+        return self if self._data.flags.c_contiguous else S.Contiguous.apply(self)
+
+    def is_contiguous(self):
+        return _b.bool(self._data.flags.c_contiguous)
+
+    def __getitem__(self, index):
+        index = _unwrap_index(index)
+        return S.GetItem.apply(self, index)
+
+    def __setitem__(self, index, value):
+        if self.requires_grad and autograd.is_grad_enabled():
+            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
+                               "operation; wrap it in tinyconv.no_grad()")
+        self._data[_unwrap_index(index)] = value._data if isinstance(value, Tensor) else value
+
+    # ----- in-place helpers (no graph: initialisation, optimizers) ---------------------------
+
+    def _inplace(self, arr):
+        if self.requires_grad and self.is_leaf and autograd.is_grad_enabled():
+            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
+                               "operation; wrap it in tinyconv.no_grad()")
+        self._data[...] = arr
+        return self
+
+    def zero_(self):
+        return self._inplace(0)
+
+    def fill_(self, value):
+        return self._inplace(value)
+
+    def copy_(self, src):
+        src = src._data if isinstance(src, Tensor) else np.asarray(src)
+        if src.shape != self._data.shape:
+            np.broadcast_to(src, self._data.shape)  # raises a clear error if incompatible
+        return self._inplace(src)
+
+    def uniform_(self, a=0.0, b=1.0, generator=None):
+        from tinyconv import random
+        rng = generator or random.default_generator
+        return self._inplace(rng.uniform(a, b, self._data.shape))
+
+    def normal_(self, mean=0.0, std=1.0, generator=None):
+        from tinyconv import random
+        rng = generator or random.default_generator
+        return self._inplace(rng.normal(mean, std, self._data.shape))
+
+    def add_(self, other, alpha=1):
+        other = other._data if isinstance(other, Tensor) else other
+        return self._inplace(self._data + alpha * other)
+
+    def sub_(self, other, alpha=1):
+        return self.add_(other, alpha=-alpha)
+
+    def mul_(self, other):
+        other = other._data if isinstance(other, Tensor) else other
+        return self._inplace(self._data * other)
+
+    def div_(self, other):
+        other = other._data if isinstance(other, Tensor) else other
+        return self._inplace(self._data / other)
+
+    def clone(self):
+        return E.Mul.apply(self, 1) if self.requires_grad else Tensor._wrap(self._data.copy())
+
+
+def _unwrap_index(index):
+    if isinstance(index, Tensor):
+        return index._data
+    if isinstance(index, tuple):
+        return tuple(i._data if isinstance(i, Tensor) else i for i in index)
+    return index
