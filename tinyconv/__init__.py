@@ -17,6 +17,7 @@ from tinyconv.errors import DTypeError, ShapeError
 from tinyconv.ops import elementwise as _E
 from tinyconv.ops import shape as _S
 from tinyconv.random import get_rng_state, initial_seed, manual_seed, set_rng_state
+from tinyconv.serialization import CheckpointError, load, save
 from tinyconv.tensor import (  # noqa: F401 - torch's dtype names
     Size, Tensor, bool, device, double, float, float16, float32, float64, half, int, int8,
     int16, int32, int64, long, short, uint8,
@@ -238,4 +239,4 @@ allclose = _forward("allclose")
 numel = _forward("numel")
 t = _forward("t")
 
-from tinyconv import data, utils  # noqa: E402,F401 - after Tensor exists
+from tinyconv import data, models, utils  # noqa: E402,F401 - after Tensor exists
