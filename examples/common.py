@@ -87,11 +87,11 @@ class Backend:
             state = {k: self.lib.from_numpy(np.array(v)) for k, v in state.items()}
         model.load_state_dict(state)
 
-    def optimizer(self, name, params, lr):
+    def optimizer(self, name, params, lr, momentum=0.9):
         if name == "adam":
             return self.lib.optim.Adam(params, lr=lr)
         if name == "sgd":
-            return self.lib.optim.SGD(params, lr=lr, momentum=0.9)
+            return self.lib.optim.SGD(params, lr=lr, momentum=momentum)
         raise SystemExit(f"error: unknown optimizer {name!r}: choose adam or sgd")
 
     def optimizer_state_from_numpy(self, state):
@@ -265,6 +265,7 @@ def add_common_args(parser: argparse.ArgumentParser, default_epochs: int, models
     parser.add_argument("--test-batch-size", type=int, default=1000)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=None,
                         help="data root holding <root>/FashionMNIST/raw and <root>/MNIST/raw "
@@ -302,7 +303,7 @@ def run(args, *, title, dataset_cls, transform, criterion_name="cross_entropy"):
     model = backend.build(args.model, args.seed)
     criterion = (lib.nn.CrossEntropyLoss() if criterion_name == "cross_entropy"
                  else lib.nn.NLLLoss())
-    optimizer = backend.optimizer(args.optimizer, model.parameters(), args.lr)
+    optimizer = backend.optimizer(args.optimizer, model.parameters(), args.lr, args.momentum)
     train_loader = backend.loader(train_set, args.batch_size, shuffle=True, seed=args.seed)
     test_loader = backend.loader(test_set, args.test_batch_size)
     out_dir = args.out or os.path.join("runs", f"{args.model}-{args.backend}")
