@@ -120,7 +120,7 @@ def mnist_transform(mean, std):
     return T.Compose([T.ToTensor(), T.Normalize((mean,), (std,))])
 
 
-def load_datasets(dataset_cls, data_dir, transform, limit_train=None, seed=0):
+def load_datasets(dataset_cls, data_dir, transform, limit_train=None, seed=0, limit_test=None):
     """Train and test sets; a clear message (no traceback) when the files can't be found."""
     try:
         train = dataset_cls(root=data_dir, train=True, transform=transform)
@@ -133,6 +133,8 @@ def load_datasets(dataset_cls, data_dir, transform, limit_train=None, seed=0):
             raise SystemExit(f"error: --limit-train must be positive, got {limit_train}")
         order = np.random.default_rng(seed).permutation(len(train))[:limit_train]
         train = Subset(train, np.sort(order))
+    if limit_test:
+        test = Subset(test, np.arange(min(limit_test, len(test))))
     return train, test
 
 
@@ -272,6 +274,8 @@ def add_common_args(parser: argparse.ArgumentParser, default_epochs: int, models
                              "(default: $TINYCONV_DATA, else ./data)")
     parser.add_argument("--limit-train", type=int, default=None, metavar="N",
                         help="train on a random subset of N images (quick runs)")
+    parser.add_argument("--limit-test", type=int, default=None, metavar="N",
+                        help="evaluate on the first N test images only (quick runs)")
     parser.add_argument("--out", default=None, help="output folder (default: runs/<name>)")
     parser.add_argument("--device", default=None,
                         help="torch backend: cuda or cpu (default: cuda when available)")
@@ -298,8 +302,8 @@ def run(args, *, title, dataset_cls, transform, criterion_name="cross_entropy"):
     set_threads(backend, args.threads)
     lib, device = backend.lib, backend.device
     train_set, test_set = load_datasets(dataset_cls, args.data_dir, transform, args.limit_train,
-                                        args.seed)
-    class_names = list(test_set.classes)
+                                        args.seed, args.limit_test)
+    class_names = list(dataset_cls.classes)
     model = backend.build(args.model, args.seed)
     criterion = (lib.nn.CrossEntropyLoss() if criterion_name == "cross_entropy"
                  else lib.nn.NLLLoss())

@@ -53,7 +53,7 @@ def fc_vs_cnn(args):
     for setting, permute in settings:
         steps = [T.ToTensor(), T.Normalize((0.1307,), (0.3081,))] + ([permute] if permute else [])
         train_set, test_set = load_datasets(MNIST, args.data_dir, T.Compose(steps),
-                                            args.limit_train, args.seed)
+                                            args.limit_train, args.seed, args.limit_test)
         for name in ("fc2layer", "cnn"):
             model = backend.build(name, args.seed)
             n_params = sum(p.nelement() for p in model.parameters())
