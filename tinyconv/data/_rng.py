@@ -7,27 +7,18 @@ Everything random in tinyconv.data takes ``generator``, which may be:
 * ``None``: the global generator, looked up at every draw so that re-seeding the global
   generator later (e.g. ``tinyconv.manual_seed``) takes effect, as in PyTorch.
 
-The global generator is ``tinyconv.random.default_generator`` when that module exists and the
-attribute is a ``numpy.random.Generator``; otherwise one process-wide
-``numpy.random.default_rng()`` seeded from the OS.
+The global generator is ``tinyconv.random.default_generator`` (reseeded in place by
+``tinyconv.manual_seed``).
 """
 
 import numpy as np
 
-# NOTE: created at import time so that every fallback draw advances one shared stream.
-_FALLBACK_GENERATOR = np.random.default_rng()
+from tinyconv import random
 
 
 def global_generator():
-    """Return tinyconv's global NumPy generator, or the module fallback (see module docstring)."""
-    try:
-        # Lazy: the core package may not exist yet, and importing it may be costly.
-        from tinyconv.random import default_generator
-    except ImportError:
-        return _FALLBACK_GENERATOR
-    if isinstance(default_generator, np.random.Generator):
-        return default_generator
-    return _FALLBACK_GENERATOR
+    """tinyconv's global NumPy generator (``tinyconv.manual_seed`` reseeds it)."""
+    return random.default_generator
 
 
 def make_generator(generator):

@@ -15,22 +15,13 @@ import math
 import numpy as np
 
 from tinyconv.data import _rng
+from tinyconv.tensor import Tensor
 
 
 def default_collate(images, labels):
-    """Wrap the NumPy batch in tinyconv Tensors (zero copy where the core allows)."""
-    try:
-        # Lazy: tinyconv.data must import without the core (and never import torch).
-        import tinyconv
-        from_numpy = getattr(tinyconv, "from_numpy", None)
-        if from_numpy is None:
-            from tinyconv.tensor import Tensor as from_numpy
-    except ImportError as err:
-        raise ImportError(
-            "DataLoader's default collate_fn needs tinyconv's Tensor; pass "
-            "collate_fn=lambda x, y: (x, y) to get NumPy arrays instead"
-        ) from err
-    return from_numpy(np.ascontiguousarray(images)), from_numpy(np.ascontiguousarray(labels))
+    """Wrap the NumPy batch in tinyconv Tensors (no copy when the arrays are contiguous)."""
+    return (Tensor._wrap(np.ascontiguousarray(images)),
+            Tensor._wrap(np.ascontiguousarray(labels)))
 
 
 def fetch_batch(dataset, indices):
