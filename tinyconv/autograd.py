@@ -144,7 +144,8 @@ class Function:
         ctx = Context(needs)
         out = cls.forward(ctx, *arrays, **kwargs)
         result = Tensor._wrap(out)
-        if record:
+        # NOTE: integer and bool results (x.long(), argmax) are not differentiable, as in torch.
+        if record and result._data.dtype.kind in "fc":
             inputs = tuple(a if isinstance(a, Tensor) else None for a in args)
             result.requires_grad = True
             result.grad_fn = Node(cls, ctx, inputs, out.shape, out.dtype)

@@ -108,9 +108,36 @@ def _operand(x, like):
     """The array behind a Tensor, or a Python number / array as an array of ``like``'s kind."""
     if isinstance(x, Tensor):
         return x
-    if isinstance(x, numbers.Number) and not isinstance(x, np.generic):
+    if isinstance(x, np.generic):
+        x = x.item()  # torch treats NumPy scalars as Python numbers (x * np.float64(2) too)
+    if isinstance(x, numbers.Number):
         return x  # Python scalars are "weak" in NumPy 2: float32 + 1.5 stays float32
     return Tensor(np.asarray(x))
+
+
+def _float_dtype(x):
+    """The float dtype of an operand (a Python float counts as the default), or None."""
+    if isinstance(x, Tensor):
+        return x._data.dtype if x._data.dtype.kind == "f" else None
+    return default_float if isinstance(x, _b.float) else None
+
+
+def _promoted(a, b, divide=False):
+    """Both operands of a binary op, with torch's type promotion where NumPy's differs.
+
+    torch computes an integer (or bool) tensor met by a float in that float's dtype (float32
+    for a Python float) and divides integers in float32; NumPy would give float64 in all these
+    cases (e.g. ``int64 tensor * 1.5``, ``int64 / int64``).
+    """
+    a, b = _operand(a, b), _operand(b, a)
+    fa, fb = _float_dtype(a), _float_dtype(b)
+    if divide and fa is None and fb is None:
+        fa = fb = default_float
+    if isinstance(a, Tensor) and a._data.dtype.kind in "biu" and fb is not None:
+        a = a.to(fb)
+    if isinstance(b, Tensor) and b._data.dtype.kind in "biu" and fa is not None:
+        b = b.to(fa)
+    return a, b
 
 
 class Tensor:
@@ -363,34 +390,34 @@ class Tensor:
     # ----- arithmetic ------------------------------------------------------------------------
 
     def __add__(self, other):
-        return E.Add.apply(self, _operand(other, self))
+        return E.Add.apply(*_promoted(self, other))
 
     def __radd__(self, other):  # other + self
-        return E.Add.apply(_operand(other, self), self)
+        return E.Add.apply(*_promoted(other, self))
 
     def __sub__(self, other):
-        return E.Sub.apply(self, _operand(other, self))
+        return E.Sub.apply(*_promoted(self, other))
 
     def __rsub__(self, other):  # other - self
-        return E.Sub.apply(_operand(other, self), self)
+        return E.Sub.apply(*_promoted(other, self))
 
     def __mul__(self, other):
-        return E.Mul.apply(self, _operand(other, self))
+        return E.Mul.apply(*_promoted(self, other))
 
     def __rmul__(self, other):  # other * self
-        return E.Mul.apply(_operand(other, self), self)
+        return E.Mul.apply(*_promoted(other, self))
 
     def __truediv__(self, other):
-        return E.Div.apply(self, _operand(other, self))
+        return E.Div.apply(*_promoted(self, other, divide=True))
 
     def __rtruediv__(self, other):  # other / self
-        return E.Div.apply(_operand(other, self), self)
+        return E.Div.apply(*_promoted(other, self, divide=True))
 
     def __pow__(self, other):
-        return E.Pow.apply(self, _operand(other, self))
+        return E.Pow.apply(*_promoted(self, other))
 
     def __rpow__(self, other):  # other ** self
-        return E.Pow.apply(_operand(other, self), self)
+        return E.Pow.apply(*_promoted(other, self))
 
     def __neg__(self):
         return E.Neg.apply(self)
@@ -416,6 +443,33 @@ class Tensor:
     matmul = __matmul__
     mm = __matmul__
     abs = __abs__
+
+    # NOTE: without these, Python runs ``w -= lr * w.grad`` as ``w = w - lr * w.grad``: a new
+    # tensor, leaving the parameter itself unchanged. Like torch they write into the array (with
+    # NumPy's same-kind casting: an int tensor -= a float raises, as in torch). On a non-leaf
+    # inside a recorded graph they fall back to the out-of-place op (NotImplemented), since
+    # tinyconv has no version counter to detect a saved array being overwritten (so, unlike
+    # torch, it cannot warn when a constant saved by a live graph is changed in place).
+    def _inplace_op(self, other, ufunc):
+        if self.requires_grad and autograd.is_grad_enabled():
+            if self.is_leaf:
+                raise RuntimeError("a leaf Variable that requires grad is being used in an "
+                                   "in-place operation; wrap it in tinyconv.no_grad()")
+            return NotImplemented
+        ufunc(self._data, other._data if isinstance(other, Tensor) else other, out=self._data)
+        return self
+
+    def __iadd__(self, other):
+        return self._inplace_op(other, np.add)
+
+    def __isub__(self, other):
+        return self._inplace_op(other, np.subtract)
+
+    def __imul__(self, other):
+        return self._inplace_op(other, np.multiply)
+
+    def __itruediv__(self, other):
+        return self._inplace_op(other, np.true_divide)
 
     def exp(self):
         return E.Exp.apply(self)

@@ -5,10 +5,12 @@ Notation: input x (N, C, H, W); window KH x KW; stride SH, SW; padding PH, PW (p
 ``conv_out_size`` (optionally in ceil mode)::
 
     y[n, c, oh, ow] = max over i < KH, j < KW of x[n, c, oh*SH - PH + i*DH, ow*SW - PW + j*DW]
-    idx[n, c, oh, ow] = h*W + w of that maximum (the first one in window order on ties; NaN wins)
+    idx[n, c, oh, ow] = h*W + w of that maximum (the first one in window order on ties; NaN
+                        wins, the last NaN in window order as in torch's CPU kernel; -1 for a
+                        window lying entirely in the padding, possible with dilation)
 
 Backward: each output gradient flows to the single input pixel that produced the maximum;
-overlapping windows that chose the same pixel add up::
+overlapping windows that chose the same pixel add up (windows with idx -1 send nothing)::
 
     gx[n, c].flat[idx[n, c, oh, ow]] += gy[n, c, oh, ow]
 
@@ -38,9 +40,9 @@ def maxpool2d_forward_reference(x, kh, kw, stride, padding, dilation, OH, OW):
                             w = ow * sw - pw + j * dw
                             if 0 <= h < H and 0 <= w < W:
                                 v = x[n, c, h, w]
-                                # NaN propagates: once best is NaN nothing replaces it.
-                                if best_at == -1 or ((v > best or np.isnan(v))
-                                                     and not np.isnan(best)):
+                                # NaN propagates: a number never replaces a NaN; a later
+                                # NaN does (torch's CPU kernel: `val > maxval || isnan(val)`).
+                                if best_at == -1 or v > best or np.isnan(v):
                                     best, best_at = v, h * W + w
                     y[n, c, oh, ow] = best
                     idx[n, c, oh, ow] = best_at
@@ -57,7 +59,8 @@ def maxpool2d_backward_reference(gy, idx, x_shape):
             for oh in range(OH):
                 for ow in range(OW):
                     k = idx[n, c, oh, ow]
-                    gx[n, c, k // W, k % W] += gy[n, c, oh, ow]
+                    if k >= 0:  # -1: the window lies in the padding
+                        gx[n, c, k // W, k % W] += gy[n, c, oh, ow]
     return gx
 
 
@@ -80,8 +83,8 @@ def _maxpool2d_forward_loops(x, y, idx, kh, kw, sh, sw, ph, pw, dh, dw):
                         if w < 0 or w >= W:
                             continue
                         v = x[n, c, h, w]
-                        # NaN propagates, as in torch: once best is NaN nothing replaces it.
-                        if best_at == -1 or ((v > best or v != v) and best == best):
+                        # NaN propagates, as in torch: a later NaN wins, a number never does.
+                        if best_at == -1 or v > best or v != v:
                             best = v
                             best_at = h * W + w
                 y[n, c, oh, ow] = best
@@ -97,7 +100,8 @@ def _maxpool2d_backward_loops(gy, idx, gx):
         for oh in range(OH):
             for ow in range(OW):
                 k = idx[n, c, oh, ow]
-                gx[n, c, k // W, k % W] += gy[n, c, oh, ow]
+                if k >= 0:  # -1: the window lies in the padding
+                    gx[n, c, k // W, k % W] += gy[n, c, oh, ow]
 
 
 def maxpool2d_forward(x, kh, kw, stride, padding, dilation, OH, OW):

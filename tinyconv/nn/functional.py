@@ -138,11 +138,10 @@ def _pool_geometry(fn, x, kernel_size, stride, padding, dilation, ceil_mode):
     stride = kernel if stride is None or stride == [] else _pair(fn, "stride", stride, 1)
     padding = _pair(fn, "padding", padding, 0)
     dilation = _pair(fn, "dilation", dilation, 1)
-    for k, p, d in zip(kernel, padding, dilation):
-        if p > ((k - 1) * d + 1) // 2:
-            raise ValueError(f"{fn}(): pad should be at most half of effective kernel size, "
-                             f"but got padding={padding}, kernel_size={kernel} and "
-                             f"dilation={dilation}")
+    for k, p in zip(kernel, padding):
+        if p > k // 2:  # torch's rule; it also keeps every window partly inside the input
+            raise ValueError(f"{fn}(): padding should be at most half of the kernel size, "
+                             f"but got padding={padding}, kernel_size={kernel}")
     H, W = x.shape[2:]
     out = (conv_out_size(H, kernel[0], stride[0], padding[0], dilation[0], ceil_mode),
            conv_out_size(W, kernel[1], stride[1], padding[1], dilation[1], ceil_mode))

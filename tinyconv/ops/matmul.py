@@ -25,11 +25,13 @@ class MatMul(Function):
         # Treat vectors as matrices (a row for A, a column for B), as matmul itself does.
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
+        # NOTE: restore the column axis before the row axis: for vector @ vector gy is 0-d and
+        # has no axis -2 until the column axis exists.
         gy2 = gy
-        if a.ndim == 1:
-            gy2 = np.expand_dims(gy2, -2)
         if b.ndim == 1:
             gy2 = np.expand_dims(gy2, -1)
+        if a.ndim == 1:
+            gy2 = np.expand_dims(gy2, -2)
         ga = gb = None
         if ctx.needs_input_grad[0]:
             ga = unbroadcast(gy2 @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)

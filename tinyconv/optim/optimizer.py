@@ -123,7 +123,11 @@ class Optimizer:
             entry = {}
             for name, v in values.items():
                 if isinstance(v, (np.ndarray, Tensor)) or hasattr(v, "__array__"):
-                    arr = np.array(v._data if isinstance(v, Tensor) else v)
+                    if isinstance(v, Tensor):
+                        v = v._data
+                    elif hasattr(v, "detach"):  # a torch tensor
+                        v = v.detach().cpu().numpy()
+                    arr = np.array(v)
                     if arr.ndim == 0:
                         entry[name] = float(arr)  # e.g. torch's 'step' tensor
                         continue

@@ -20,7 +20,8 @@ class SGD(Optimizer):
         if momentum < 0.0:
             raise ValueError(f"Invalid momentum value: {momentum} (expected >= 0)")
         if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+            raise ValueError(f"Nesterov momentum requires a momentum and zero dampening, got "
+                             f"momentum={momentum} and dampening={dampening}")
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
                         weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
         super().__init__(params, defaults)

@@ -1,0 +1,266 @@
+"""Shared test helpers: the PyTorch parity check, the finite-difference check, strategies.
+
+Two independent oracles for every differentiable op (STYLE.md, items 10-12):
+
+* :func:`check_op` runs the same function in tinyconv and in PyTorch on the same NumPy arrays
+  and compares the outputs and every input gradient;
+* :func:`grad_check` compares tinyconv's backward with float64 central differences of tinyconv's
+  own forward, so it does not depend on PyTorch at all.
+
+Array *contents* come from a seeded NumPy generator rather than from hypothesis: hypothesis draws
+the shapes, hyper-parameters, seed and memory layout (contiguous or not), which is what finds
+bugs, while normal samples keep the values in a range where both libraries are well conditioned.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from hypothesis import strategies as st
+
+import tinyconv
+from tinyconv.kernels.conv import conv_out_size
+
+# Tolerances used across the test files.
+#
+# float64: both libraries compute the same formula; they differ only in summation order (GEMM
+# blocking, im2col vs direct convolution), which costs a few ulps times the accumulation length.
+F64 = dict(rtol=1e-7, atol=1e-10)
+# float32: the same reordering, but one ulp is 1.2e-7 and convolutions / matrix products sum up
+# to a few hundred terms, so agreement is only to ~1e-5 relative; rtol 1e-4 leaves a margin of
+# ten, atol 1e-5 covers outputs that cancel to near zero (their absolute error is ~ulp * terms).
+F32 = dict(rtol=1e-4, atol=1e-5)
+TOL = {np.float64: F64, np.float32: F32}
+
+FLOAT_DTYPES = st.sampled_from([np.float64, np.float32])
+
+
+# ---------------------------------------------------------------------------------------------
+# building inputs
+
+
+def noncontiguous(arr):
+    """The same values as ``arr`` in memory that is neither C- nor F-contiguous.
+
+    The storage is a twice-as-large array of the reversed shape, read with step 2 and then
+    transposed, so kernels that assume a contiguous layout read the wrong elements.
+    """
+    arr = np.asarray(arr)
+    if arr.ndim == 0:
+        return arr.copy()
+    big = np.zeros(tuple(2 * s for s in arr.shape[::-1]), dtype=arr.dtype)
+    view = big[(slice(None, None, 2),) * arr.ndim].T
+    view[...] = arr
+    assert view.shape == arr.shape and (arr.size < 2 or not view.flags.c_contiguous)
+    return view
+
+
+def _is_float(arr):
+    return np.asarray(arr).dtype.kind == "f"
+
+
+def tiny_tensor(arr, requires_grad=None, contiguous=True):
+    """A tinyconv leaf holding ``arr`` (float arrays require grad unless told otherwise)."""
+    arr = np.asarray(arr)
+    if requires_grad is None:
+        requires_grad = _is_float(arr)
+    if contiguous:
+        t = tinyconv.tensor(arr)
+    else:
+        t = tinyconv.from_numpy(noncontiguous(arr))  # from_numpy keeps the layout
+    return t.requires_grad_(requires_grad) if requires_grad else t
+
+
+def torch_tensor(arr, requires_grad=None):
+    arr = np.asarray(arr)
+    if requires_grad is None:
+        requires_grad = _is_float(arr)
+    return torch.tensor(arr, requires_grad=requires_grad)
+
+
+def as_numpy(t):
+    """A tinyconv or torch tensor (or a Python number) as an ndarray, without the graph."""
+    if isinstance(t, torch.Tensor):
+        return t.detach().numpy()
+    if isinstance(t, tinyconv.Tensor):
+        return t.detach().numpy()
+    return np.asarray(t)
+
+
+def assert_close(actual, expected, *, atol, rtol, what="value"):
+    """``actual`` (tinyconv) equals ``expected`` (torch): same shape, dtype and values."""
+    a, e = as_numpy(actual), as_numpy(expected)
+    assert a.shape == e.shape, f"{what}: shape {a.shape}, torch has {e.shape}"
+    assert a.dtype == e.dtype, f"{what}: dtype {a.dtype}, torch has {e.dtype}"
+    if a.dtype.kind in "biu":
+        np.testing.assert_array_equal(a, e, err_msg=what)
+    else:
+        np.testing.assert_allclose(a, e, atol=atol, rtol=rtol, err_msg=what)
+
+
+def _outputs(out):
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+# ---------------------------------------------------------------------------------------------
+# the two oracles
+
+
+def check_op(tiny_fn, torch_fn, arrays, *, atol, rtol, grad=True, grad_atol=None,
+             grad_rtol=None, contiguous=True, seed=0):
+    """Run ``tiny_fn`` and ``torch_fn`` on tensors built from the same ``arrays``; compare.
+
+    Float arrays become leaves with ``requires_grad=True`` (integer arrays, e.g. class targets,
+    do not). The outputs (a tensor or a tuple of them, like ``max(dim)``) must agree in shape,
+    dtype and value. With ``grad``, the first floating output is back-propagated with the same
+    random upstream gradient ``g`` in both libraries (``out.backward(g)``), and every input
+    gradient must agree. ``contiguous=False`` hands tinyconv non-contiguous leaves.
+
+    Returns the tinyconv and torch outputs, for further checks by the caller.
+    """
+    tiny_in = [tiny_tensor(a, contiguous=contiguous) for a in arrays]
+    torch_in = [torch_tensor(a) for a in arrays]
+    tiny_out, torch_out = tiny_fn(*tiny_in), torch_fn(*torch_in)
+    tiny_outs, torch_outs = _outputs(tiny_out), _outputs(torch_out)
+    assert len(tiny_outs) == len(torch_outs)
+    for i, (a, e) in enumerate(zip(tiny_outs, torch_outs)):
+        assert_close(a, e, atol=atol, rtol=rtol, what=f"output {i}")
+    if not grad:
+        return tiny_out, torch_out
+
+    k = next(i for i, e in enumerate(torch_outs) if e.dtype.is_floating_point)
+    g = np.random.default_rng(seed).standard_normal(torch_outs[k].shape)
+    g = g.astype(as_numpy(torch_outs[k]).dtype)
+    tiny_outs[k].backward(tinyconv.tensor(g))
+    torch_outs[k].backward(torch.tensor(g))
+    grad_atol = atol if grad_atol is None else grad_atol
+    grad_rtol = rtol if grad_rtol is None else grad_rtol
+    for i, (a, e) in enumerate(zip(tiny_in, torch_in)):
+        if not e.requires_grad:
+            continue
+        if e.grad is None:  # the input does not reach the output in torch's graph
+            assert a.grad is None or not np.any(a.grad.numpy()), f"grad of input {i}"
+            continue
+        assert a.grad is not None, f"input {i} got no gradient; torch's is {e.grad}"
+        assert_close(a.grad, e.grad, atol=grad_atol, rtol=grad_rtol, what=f"grad of input {i}")
+    return tiny_out, torch_out
+
+
+def grad_check(fn, arrays, eps=1e-6, *, atol=1e-7, rtol=1e-5, seed=0):
+    """tinyconv's backward against float64 central differences of ``L = sum(fn(*x) * g)``.
+
+    ``g`` is a fixed random upstream gradient (so that no output entry cancels another). Each
+    input element costs two forward passes: keep the arrays small. Float arrays must be float64
+    (central differences in float32 would have an error of ~1e-7 / eps, i.e. 10%).
+    """
+    arrays = [np.asarray(a) for a in arrays]
+    assert all(a.dtype == np.float64 for a in arrays if _is_float(a)), "grad_check needs float64"
+    inputs = [tiny_tensor(a) for a in arrays]
+    out = _outputs(fn(*inputs))[0]
+    g = np.random.default_rng(seed).standard_normal(out.shape)
+    out.backward(tinyconv.tensor(g))
+
+    def loss(values):
+        with tinyconv.no_grad():
+            y = _outputs(fn(*[tiny_tensor(v, requires_grad=False) for v in values]))[0]
+        return float(np.sum(y.numpy() * g))
+
+    for i, a in enumerate(arrays):
+        if not _is_float(a):
+            continue
+        numeric = np.zeros_like(a)
+        for j in np.ndindex(a.shape):
+            plus, minus = [v.copy() for v in arrays], [v.copy() for v in arrays]
+            plus[i][j] += eps
+            minus[i][j] -= eps
+            numeric[j] = (loss(plus) - loss(minus)) / (2 * eps)
+        analytic = inputs[i].grad.numpy() if inputs[i].grad is not None else np.zeros_like(a)
+        np.testing.assert_allclose(analytic, numeric, atol=atol, rtol=rtol,
+                                   err_msg=f"gradient of input {i} vs central differences")
+
+
+# ---------------------------------------------------------------------------------------------
+# hypothesis strategies
+
+
+def randn(rng, shape, dtype=np.float64):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+# A seed rather than a Generator, so that a failing example prints something reproducible.
+seeds = st.integers(0, 2**32 - 1)
+
+
+@st.composite
+def shapes(draw, min_dims=1, max_dims=4, min_side=1, max_side=5):
+    n = draw(st.integers(min_dims, max_dims))
+    return tuple(draw(st.lists(st.integers(min_side, max_side), min_size=n, max_size=n)))
+
+
+@st.composite
+def broadcastable_shapes(draw, max_dims=4, max_side=4):
+    """Two shapes that broadcast together: sides of 1 and missing leading axes on either."""
+    full = draw(shapes(1, max_dims, 1, max_side))
+    out = []
+    for _ in range(2):
+        drop = draw(st.integers(0, len(full) - 1))
+        out.append(tuple(1 if draw(st.booleans()) else s for s in full[drop:]))
+    return tuple(out)
+
+
+@st.composite
+def conv_geometries(draw, max_batch=3, max_channels=4, max_size=8, max_kernel=4):
+    """A conv2d configuration whose padded input is at least as large as the dilated kernel.
+
+    Returns a dict of x_shape (N, C, H, W), w_shape (OC, C, KH, KW), stride, padding, dilation.
+    Kernels may be non-square; hyper-parameters are ints or pairs, as torch accepts both.
+    """
+    N = draw(st.integers(1, max_batch))
+    C, OC = draw(st.integers(1, max_channels)), draw(st.integers(1, max_channels))
+    kernel = (draw(st.integers(1, max_kernel)), draw(st.integers(1, max_kernel)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    size = []
+    for k, d, p in zip(kernel, dilation, padding):
+        least = max(1, (k - 1) * d + 1 - 2 * p)
+        size.append(draw(st.integers(least, max(least, max_size))))
+    as_arg = st.sampled_from(["pair", "int"])
+
+    def arg(pair):
+        return pair[0] if pair[0] == pair[1] and draw(as_arg) == "int" else pair
+
+    return dict(x_shape=(N, C, *size), w_shape=(OC, C, *kernel), stride=arg(stride),
+                padding=arg(padding), dilation=arg(dilation))
+
+
+@st.composite
+def pool_geometries(draw, max_batch=2, max_channels=3, max_size=9, max_kernel=4,
+                    dilation=True):
+    """A pooling configuration with padding <= kernel // 2 (torch's limit) and >= 1 output.
+
+    Returns a dict of x_shape, kernel_size, stride (None means the kernel size, torch's
+    default), padding, dilation (1 when ``dilation`` is False) and ceil_mode.
+    """
+    N, C = draw(st.integers(1, max_batch)), draw(st.integers(1, max_channels))
+    kernel = (draw(st.integers(1, max_kernel)), draw(st.integers(1, max_kernel)))
+    stride = draw(st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3))))
+    padding = tuple(draw(st.integers(0, k // 2)) for k in kernel)
+    dil = (draw(st.integers(1, 2)), draw(st.integers(1, 2))) if dilation else (1, 1)
+    ceil_mode = draw(st.booleans())
+    s = kernel if stride is None else stride
+    size, dilation_ = [], []
+    for k, d, p, si in zip(kernel, dil, padding, s):
+        least = max(1, (k - 1) * d + 1 - 2 * p)
+        side = draw(st.integers(least, max(least, max_size)))
+        out = conv_out_size(side, k, si, p, d, ceil_mode)
+        assert out >= 1
+        # NOTE: with dilation a window can fall entirely into the padding (e.g. W=1, k=2, d=2,
+        # p=1); torch then returns -inf and an index outside the window. That corner is left
+        # to the kernel tests: fall back to dilation 1, where every window meets the input.
+        if any(all(not 0 <= o * si - p + i * d < side for i in range(k)) for o in range(out)):
+            d = 1
+        size.append(side)
+        dilation_.append(d)
+    return dict(x_shape=(N, C, *size), kernel_size=kernel, stride=stride, padding=padding,
+                dilation=tuple(dilation_), ceil_mode=ceil_mode)

@@ -1,0 +1,333 @@
+"""Tests for tinyconv/kernels: each numba kernel against its plain-loop twin, and the twins
+against independent oracles (the adjoint identity, the output-size inequality, PyTorch).
+
+Oracles, in order of independence:
+  * ``*_reference`` twins (plain loops written from the docstring formula) for the numba kernels;
+  * the adjoint identity sum(im2col(x) * c) == sum(x * col2im(c)) for col2im;
+  * the defining inequality of ``conv_out_size``;
+  * ``torch.nn.functional.conv2d`` / ``max_pool2d`` for the reference twins themselves.
+"""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinyconv.kernels.conv import col2im, col2im_reference, conv_out_size, im2col, im2col_reference
+from tinyconv.kernels.pool import (
+    maxpool2d_backward,
+    maxpool2d_backward_reference,
+    maxpool2d_forward,
+    maxpool2d_forward_reference,
+)
+
+torch = pytest.importorskip("torch")
+
+DTYPES = [np.float32, np.float64]
+HYP = settings(max_examples=40, deadline=None, database=None)
+
+
+# ---- strategies ---------------------------------------------------------------------------
+
+
+@st.composite
+def conv_geometry(draw, max_side=7):
+    """(x_shape, kh, kw, stride, padding, dilation) with at least one output position."""
+    N = draw(st.integers(1, 2))
+    C = draw(st.integers(1, 3))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    # the padded input must hold one dilated kernel
+    min_h = max(1, dilation[0] * (kh - 1) + 1 - 2 * padding[0])
+    min_w = max(1, dilation[1] * (kw - 1) + 1 - 2 * padding[1])
+    H = draw(st.integers(min_h, max(min_h, max_side)))
+    W = draw(st.integers(min_w, max(min_w, max_side)))
+    return (N, C, H, W), kh, kw, stride, padding, dilation
+
+
+@st.composite
+def pool_geometry(draw, max_side=8):
+    """A max-pool configuration torch accepts: padding <= half the kernel size.
+
+    With dilation a window may then lie entirely in the padding (kernel 2, dilation 2,
+    padding 1 on a 1-pixel input): such windows are -inf and send no gradient.
+    """
+    N, C = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    eff = ((kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1)
+    padding = (draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    ceil_mode = draw(st.booleans())
+    H = draw(st.integers(max(1, eff[0] - 2 * padding[0]), max_side))
+    W = draw(st.integers(max(1, eff[1] - 2 * padding[1]), max_side))
+    OH = conv_out_size(H, kh, stride[0], padding[0], dilation[0], ceil_mode)
+    OW = conv_out_size(W, kw, stride[1], padding[1], dilation[1], ceil_mode)
+    return (N, C, H, W), kh, kw, stride, padding, dilation, ceil_mode, (OH, OW)
+
+
+def draw_array(data, shape, dtype, ties=False):
+    """Random array; with ``ties`` few distinct values so that windows hold equal maxima.
+
+    Half the time the array is a non-contiguous view (a transposed or strided copy).
+    """
+    seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
+    rng = np.random.default_rng(seed)
+    if ties:
+        x = rng.integers(-2, 3, size=shape).astype(dtype)
+    else:
+        x = rng.standard_normal(shape).astype(dtype)
+    layout = data.draw(st.sampled_from(["contiguous", "transposed", "strided"]), label="layout")
+    if layout == "transposed":  # same values, Fortran-ordered memory
+        x = np.asfortranarray(x)
+    elif layout == "strided":  # every other element of a bigger buffer
+        big = np.zeros(shape[:-1] + (2 * shape[-1],), dtype=dtype)
+        big[..., ::2] = x
+        x = big[..., ::2]  # (a size-1 last axis leaves it contiguous all the same)
+    return x
+
+
+def out_hw(x_shape, kh, kw, stride, padding, dilation):
+    return (conv_out_size(x_shape[2], kh, stride[0], padding[0], dilation[0]),
+            conv_out_size(x_shape[3], kw, stride[1], padding[1], dilation[1]))
+
+
+# ---- conv_out_size ------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(size=st.integers(1, 40), k=st.integers(1, 7), s=st.integers(1, 5), p=st.integers(0, 4),
+       d=st.integers(1, 3))
+def test_conv_out_size_defining_inequality(size, k, s, p, d):
+    eff = d * (k - 1) + 1
+    if size + 2 * p < eff:
+        return  # no window fits; the formula is not used there (conv2d rejects it)
+    out = conv_out_size(size, k, s, p, d)
+    assert out >= 1
+    last_end = (out - 1) * s + eff  # end (exclusive) of the last window, in padded coordinates
+    assert last_end <= size + 2 * p  # the last window fits in the padded input
+    assert last_end + s > size + 2 * p  # one more window would not
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(size=st.integers(1, 30), k=st.integers(1, 6), s=st.integers(1, 5), d=st.integers(1, 3),
+       p_frac=st.floats(0, 1), ceil_mode=st.booleans())
+def test_conv_out_size_matches_torch_max_pool2d(size, k, s, d, p_frac, ceil_mode):
+    eff = d * (k - 1) + 1
+    p = int(p_frac * (k // 2))  # torch: padding at most half the kernel size
+    if size + 2 * p < eff:
+        return
+    x = torch.zeros(1, 1, size, 1)
+    y = torch.nn.functional.max_pool2d(x, (k, 1), (s, 1), (p, 0), (d, 1), ceil_mode=ceil_mode)
+    assert conv_out_size(size, k, s, p, d, ceil_mode) == y.shape[2]
+
+
+def test_conv_out_size_ceil_mode_examples():
+    # 5 wide, kernel 2, stride 2: floor gives 2 windows, ceil adds the partial one at 4
+    assert conv_out_size(5, 2, 2) == 2
+    assert conv_out_size(5, 2, 2, ceil_mode=True) == 3
+    # a partial window that would start in the right padding is dropped (torch's rule)
+    assert conv_out_size(4, 3, 3, 1, ceil_mode=True) == 2
+
+
+# ---- im2col / col2im vs their reference twins ---------------------------------------------
+
+
+@HYP
+@given(geom=conv_geometry(), dtype=st.sampled_from(DTYPES), data=st.data())
+def test_im2col_equals_reference(geom, dtype, data):
+    x_shape, kh, kw, stride, padding, dilation = geom
+    x = draw_array(data, x_shape, dtype)
+    cols = im2col(x, kh, kw, stride, padding, dilation)
+    ref = im2col_reference(x, kh, kw, stride, padding, dilation)
+    assert cols.dtype == ref.dtype == dtype
+    OH, OW = out_hw(x_shape, kh, kw, stride, padding, dilation)
+    assert cols.shape == (x_shape[0] * OH * OW, x_shape[1] * kh * kw)
+    np.testing.assert_array_equal(cols, ref)  # a copy: bit for bit
+
+
+@HYP
+@given(geom=conv_geometry(), dtype=st.sampled_from(DTYPES), data=st.data())
+def test_col2im_equals_reference(geom, dtype, data):
+    x_shape, kh, kw, stride, padding, dilation = geom
+    OH, OW = out_hw(x_shape, kh, kw, stride, padding, dilation)
+    cols = draw_array(data, (x_shape[0] * OH * OW, x_shape[1] * kh * kw), dtype)
+    x = col2im(cols, x_shape, kh, kw, stride, padding, dilation)
+    ref = col2im_reference(cols, x_shape, kh, kw, stride, padding, dilation)
+    assert x.dtype == ref.dtype == dtype and x.shape == x_shape
+    # NOTE: allclose, not equal: col2im sums overlapping windows, and a kernel is free to add
+    # them in another order than the reference (today's loops happen to use the same order).
+    rtol = 1e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(x, ref, rtol=rtol, atol=rtol)
+
+
+@HYP
+@given(geom=conv_geometry(), data=st.data())
+def test_col2im_is_the_adjoint_of_im2col(geom, data):
+    x_shape, kh, kw, stride, padding, dilation = geom
+    OH, OW = out_hw(x_shape, kh, kw, stride, padding, dilation)
+    x = draw_array(data, x_shape, np.float64)
+    c = draw_array(data, (x_shape[0] * OH * OW, x_shape[1] * kh * kw), np.float64)
+    lhs = np.sum(im2col(x, kh, kw, stride, padding, dilation) * c)
+    rhs = np.sum(x * col2im(c, x_shape, kh, kw, stride, padding, dilation))
+    scale = np.sum(np.abs(im2col(x, kh, kw, stride, padding, dilation) * c)) + 1.0
+    assert abs(lhs - rhs) <= 1e-12 * scale
+
+
+def test_col2im_counts_window_overlaps():
+    # col2im of all-ones columns counts, for each pixel, the windows that contain it
+    x_shape, k = (1, 1, 4, 4), 3
+    cols = np.ones((4, 9))
+    counts = col2im(cols, x_shape, k, k)
+    expected = np.array([[1, 2, 2, 1], [2, 4, 4, 2], [2, 4, 4, 2], [1, 2, 2, 1]], dtype=float)
+    np.testing.assert_array_equal(counts[0, 0], expected)
+
+
+@HYP
+@given(geom=conv_geometry(max_side=6), oc=st.integers(1, 3), data=st.data())
+def test_im2col_reference_conv_equals_torch_conv2d(geom, oc, data):
+    # The reference twin against an independent oracle: conv as im2col @ W^T equals torch's.
+    x_shape, kh, kw, stride, padding, dilation = geom
+    N, C = x_shape[:2]
+    x = draw_array(data, x_shape, np.float64)
+    W = draw_array(data, (oc, C, kh, kw), np.float64)
+    OH, OW = out_hw(x_shape, kh, kw, stride, padding, dilation)
+    y = (im2col_reference(x, kh, kw, stride, padding, dilation) @ W.reshape(oc, -1).T)
+    y = y.reshape(N, OH, OW, oc).transpose(0, 3, 1, 2)
+    expected = torch.nn.functional.conv2d(torch.from_numpy(np.ascontiguousarray(x)),
+                                          torch.from_numpy(np.ascontiguousarray(W)),
+                                          stride=stride, padding=padding, dilation=dilation)
+    np.testing.assert_allclose(y, expected.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_im2col_row_layout_by_hand():
+    # 1 sample, 2 channels, 3x3 input, 2x2 kernel: row (oh, ow), column (c, kh, kw)
+    x = np.arange(18, dtype=np.float64).reshape(1, 2, 3, 3)
+    cols = im2col(x, 2, 2)
+    assert cols.shape == (4, 8)
+    np.testing.assert_array_equal(cols[0], [0, 1, 3, 4, 9, 10, 12, 13])
+    np.testing.assert_array_equal(cols[3], [4, 5, 7, 8, 13, 14, 16, 17])
+    padded = im2col(x, 2, 2, padding=(1, 1))
+    np.testing.assert_array_equal(padded[0], [0, 0, 0, 0, 0, 0, 0, 9])  # only x[0, 1, 0, 0]
+
+
+# ---- max pooling --------------------------------------------------------------------------
+
+
+@HYP
+@given(geom=pool_geometry(), dtype=st.sampled_from(DTYPES), ties=st.booleans(), data=st.data())
+def test_maxpool2d_forward_equals_reference(geom, dtype, ties, data):
+    x_shape, kh, kw, stride, padding, dilation, _, (OH, OW) = geom
+    x = draw_array(data, x_shape, dtype, ties=ties)
+    y, idx = maxpool2d_forward(x, kh, kw, stride, padding, dilation, OH, OW)
+    y_ref, idx_ref = maxpool2d_forward_reference(x, kh, kw, stride, padding, dilation, OH, OW)
+    assert y.dtype == dtype and idx.dtype == np.int64
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(idx, idx_ref)
+
+
+@HYP
+@given(geom=pool_geometry(), dtype=st.sampled_from(DTYPES), data=st.data())
+def test_maxpool2d_backward_equals_reference(geom, dtype, data):
+    x_shape, kh, kw, stride, padding, dilation, _, (OH, OW) = geom
+    x = draw_array(data, x_shape, dtype, ties=True)
+    _, idx = maxpool2d_forward_reference(x, kh, kw, stride, padding, dilation, OH, OW)
+    gy = draw_array(data, x_shape[:2] + (OH, OW), dtype)
+    gx = maxpool2d_backward(gy, idx, x_shape)
+    ref = maxpool2d_backward_reference(gy, idx, x_shape)
+    assert gx.dtype == dtype and gx.shape == x_shape
+    # exact: both scatter each plane's gradients in the same (oh, ow) order
+    np.testing.assert_array_equal(gx, ref)
+    # nothing is lost: every output gradient of a window with an input pixel lands somewhere
+    sent = np.where(idx >= 0, gy, 0).sum(axis=(2, 3), dtype=np.float64)
+    np.testing.assert_allclose(gx.sum(axis=(2, 3), dtype=np.float64), sent, rtol=1e-5,
+                               atol=1e-5)
+
+
+def torch_max_pool(x, kh, kw, stride, padding, dilation, ceil_mode):
+    return torch.nn.functional.max_pool2d(torch.from_numpy(np.ascontiguousarray(x)), (kh, kw),
+                                          stride, padding, dilation, ceil_mode=ceil_mode,
+                                          return_indices=True)
+
+
+@HYP
+@given(geom=pool_geometry(), dtype=st.sampled_from(DTYPES), ties=st.booleans(), data=st.data())
+def test_maxpool2d_reference_equals_torch(geom, dtype, ties, data):
+    # values and flat indices (ties: the first maximum in window order, as torch's CPU kernel)
+    x_shape, kh, kw, stride, padding, dilation, ceil_mode, (OH, OW) = geom
+    x = draw_array(data, x_shape, dtype, ties=ties)
+    y, idx = maxpool2d_forward_reference(x, kh, kw, stride, padding, dilation, OH, OW)
+    ty, tidx = torch_max_pool(x, kh, kw, stride, padding, dilation, ceil_mode)
+    np.testing.assert_array_equal(y, ty.numpy())
+    assert_indices_match_torch(idx, tidx.numpy(), y)
+
+
+def assert_indices_match_torch(idx, tidx, y):
+    """Equal flat indices, except windows lying entirely in the padding.
+
+    There tinyconv stores -1 (no input pixel) and torch an index past the input's end (its
+    first in-window position, which is not a pixel); both outputs are -inf.
+    """
+    in_padding = idx == -1
+    assert np.all(np.isneginf(y[in_padding]))
+    np.testing.assert_array_equal(idx[~in_padding], tidx[~in_padding])
+
+
+@HYP
+@given(geom=pool_geometry(), dtype=st.sampled_from(DTYPES), data=st.data(),
+       nan_frac=st.sampled_from([0.1, 0.3, 0.6]))
+def test_maxpool2d_nan_propagation_equals_torch(geom, dtype, data, nan_frac):
+    # NaN wins over every number; with several NaNs in a window the index must be torch's too,
+    # since backward routes the gradient to it.
+    x_shape, kh, kw, stride, padding, dilation, ceil_mode, (OH, OW) = geom
+    x = draw_array(data, x_shape, dtype)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="nan seed"))
+    x = np.where(rng.random(x_shape) < nan_frac, np.nan, x).astype(dtype)
+    ty, tidx = torch_max_pool(x, kh, kw, stride, padding, dilation, ceil_mode)
+    for fn in (maxpool2d_forward, maxpool2d_forward_reference):
+        y, idx = fn(x, kh, kw, stride, padding, dilation, OH, OW)
+        np.testing.assert_array_equal(y, ty.numpy())  # NaN == NaN for assert_array_equal
+        assert_indices_match_torch(idx, tidx.numpy(), y)
+
+
+def test_maxpool2d_nan_by_hand():
+    nan = math.nan
+    x = np.array([[[[1.0, nan, 3.0, nan], [5.0, 6.0, 7.0, 8.0]]]])
+    y, idx = maxpool2d_forward(x, 2, 2, (2, 2), (0, 0), (1, 1), 1, 2)
+    assert np.isnan(y).all()
+    ty, tidx = torch_max_pool(x, 2, 2, (2, 2), (0, 0), (1, 1), False)
+    np.testing.assert_array_equal(idx, tidx.numpy())
+    y, idx = maxpool2d_forward(x, 2, 4, (1, 1), (0, 0), (1, 1), 1, 1)  # two NaNs in one window
+    ty, tidx = torch_max_pool(x, 2, 4, (1, 1), (0, 0), (1, 1), False)
+    assert np.isnan(y).all()
+    np.testing.assert_array_equal(idx, tidx.numpy())
+
+
+def test_maxpool2d_padding_never_wins():
+    # an all-negative input with padding: padded cells act as -inf, not 0
+    x = -np.ones((1, 1, 2, 2)) - np.arange(4.0).reshape(1, 1, 2, 2)
+    y, idx = maxpool2d_forward(x, 2, 2, (1, 1), (1, 1), (1, 1), 3, 3)
+    assert (y < 0).all()
+    ty, tidx = torch_max_pool(x, 2, 2, (1, 1), (1, 1), (1, 1), False)
+    np.testing.assert_array_equal(y, ty.numpy())
+    np.testing.assert_array_equal(idx, tidx.numpy())
+
+
+@pytest.mark.parametrize("fwd, bwd", [(maxpool2d_forward, maxpool2d_backward),
+                                      (maxpool2d_forward_reference, maxpool2d_backward_reference)])
+def test_maxpool2d_window_in_padding_sends_no_gradient(fwd, bwd):
+    # kernel 2 x 1, dilation 2, padding 1 on a 1-pixel-high input: the window's two cells are
+    # rows -1 and 1, both padding. torch outputs -inf too.
+    # NOTE: torch's backward is not used as the oracle here: its index for such a window points
+    # past the input, and its CPU backward then reads out of bounds (it aborted the process).
+    x = np.arange(1.0, 4.0).reshape(1, 1, 1, 3)
+    y, idx = fwd(x, 2, 1, (1, 1), (1, 0), (2, 1), 1, 3)
+    assert np.all(np.isneginf(y)) and np.all(idx == -1)
+    ty = torch.nn.functional.max_pool2d(torch.from_numpy(x), (2, 1), 1, (1, 0), (2, 1))
+    np.testing.assert_array_equal(y, ty.numpy())
+    gx = bwd(np.ones_like(y), idx, x.shape)
+    np.testing.assert_array_equal(gx, np.zeros_like(x))  # nothing wraps round to x[..., -1]
