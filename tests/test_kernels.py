@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinyconv.kernels.conv import col2im, col2im_reference, conv_out_size, im2col, im2col_reference
+from tinyconv.kernels.optim import adam_update, adam_update_reference
 from tinyconv.kernels.pool import (
     maxpool2d_backward,
     maxpool2d_backward_reference,
@@ -146,7 +147,7 @@ def test_im2col_equals_reference(geom, dtype, data):
     ref = im2col_reference(x, kh, kw, stride, padding, dilation)
     assert cols.dtype == ref.dtype == dtype
     OH, OW = out_hw(x_shape, kh, kw, stride, padding, dilation)
-    assert cols.shape == (x_shape[0] * OH * OW, x_shape[1] * kh * kw)
+    assert cols.shape == (x_shape[1] * kh * kw, x_shape[0] * OH * OW)
     np.testing.assert_array_equal(cols, ref)  # a copy: bit for bit
 
 
@@ -155,7 +156,7 @@ def test_im2col_equals_reference(geom, dtype, data):
 def test_col2im_equals_reference(geom, dtype, data):
     x_shape, kh, kw, stride, padding, dilation = geom
     OH, OW = out_hw(x_shape, kh, kw, stride, padding, dilation)
-    cols = draw_array(data, (x_shape[0] * OH * OW, x_shape[1] * kh * kw), dtype)
+    cols = draw_array(data, (x_shape[1] * kh * kw, x_shape[0] * OH * OW), dtype)
     x = col2im(cols, x_shape, kh, kw, stride, padding, dilation)
     ref = col2im_reference(cols, x_shape, kh, kw, stride, padding, dilation)
     assert x.dtype == ref.dtype == dtype and x.shape == x_shape
@@ -171,7 +172,7 @@ def test_col2im_is_the_adjoint_of_im2col(geom, data):
     x_shape, kh, kw, stride, padding, dilation = geom
     OH, OW = out_hw(x_shape, kh, kw, stride, padding, dilation)
     x = draw_array(data, x_shape, np.float64)
-    c = draw_array(data, (x_shape[0] * OH * OW, x_shape[1] * kh * kw), np.float64)
+    c = draw_array(data, (x_shape[1] * kh * kw, x_shape[0] * OH * OW), np.float64)
     lhs = np.sum(im2col(x, kh, kw, stride, padding, dilation) * c)
     rhs = np.sum(x * col2im(c, x_shape, kh, kw, stride, padding, dilation))
     scale = np.sum(np.abs(im2col(x, kh, kw, stride, padding, dilation) * c)) + 1.0
@@ -181,7 +182,7 @@ def test_col2im_is_the_adjoint_of_im2col(geom, data):
 def test_col2im_counts_window_overlaps():
     # col2im of all-ones columns counts, for each pixel, the windows that contain it
     x_shape, k = (1, 1, 4, 4), 3
-    cols = np.ones((4, 9))
+    cols = np.ones((9, 4))
     counts = col2im(cols, x_shape, k, k)
     expected = np.array([[1, 2, 2, 1], [2, 4, 4, 2], [2, 4, 4, 2], [1, 2, 2, 1]], dtype=float)
     np.testing.assert_array_equal(counts[0, 0], expected)
@@ -190,29 +191,29 @@ def test_col2im_counts_window_overlaps():
 @HYP
 @given(geom=conv_geometry(max_side=6), oc=st.integers(1, 3), data=st.data())
 def test_im2col_reference_conv_equals_torch_conv2d(geom, oc, data):
-    # The reference twin against an independent oracle: conv as im2col @ W^T equals torch's.
+    # The reference twin against an independent oracle: conv as W @ im2col equals torch's.
     x_shape, kh, kw, stride, padding, dilation = geom
     N, C = x_shape[:2]
     x = draw_array(data, x_shape, np.float64)
     W = draw_array(data, (oc, C, kh, kw), np.float64)
     OH, OW = out_hw(x_shape, kh, kw, stride, padding, dilation)
-    y = (im2col_reference(x, kh, kw, stride, padding, dilation) @ W.reshape(oc, -1).T)
-    y = y.reshape(N, OH, OW, oc).transpose(0, 3, 1, 2)
+    y = W.reshape(oc, -1) @ im2col_reference(x, kh, kw, stride, padding, dilation)
+    y = y.reshape(oc, N, OH, OW).transpose(1, 0, 2, 3)
     expected = torch.nn.functional.conv2d(torch.from_numpy(np.ascontiguousarray(x)),
                                           torch.from_numpy(np.ascontiguousarray(W)),
                                           stride=stride, padding=padding, dilation=dilation)
     np.testing.assert_allclose(y, expected.numpy(), rtol=1e-12, atol=1e-12)
 
 
-def test_im2col_row_layout_by_hand():
-    # 1 sample, 2 channels, 3x3 input, 2x2 kernel: row (oh, ow), column (c, kh, kw)
+def test_im2col_column_layout_by_hand():
+    # 1 sample, 2 channels, 3x3 input, 2x2 kernel: row (c, kh, kw), column (oh, ow)
     x = np.arange(18, dtype=np.float64).reshape(1, 2, 3, 3)
     cols = im2col(x, 2, 2)
-    assert cols.shape == (4, 8)
-    np.testing.assert_array_equal(cols[0], [0, 1, 3, 4, 9, 10, 12, 13])
-    np.testing.assert_array_equal(cols[3], [4, 5, 7, 8, 13, 14, 16, 17])
+    assert cols.shape == (8, 4)
+    np.testing.assert_array_equal(cols[:, 0], [0, 1, 3, 4, 9, 10, 12, 13])
+    np.testing.assert_array_equal(cols[:, 3], [4, 5, 7, 8, 13, 14, 16, 17])
     padded = im2col(x, 2, 2, padding=(1, 1))
-    np.testing.assert_array_equal(padded[0], [0, 0, 0, 0, 0, 0, 0, 9])  # only x[0, 1, 0, 0]
+    np.testing.assert_array_equal(padded[:, 0], [0, 0, 0, 0, 0, 0, 0, 9])  # only x[0, 1, 0, 0]
 
 
 # ---- max pooling --------------------------------------------------------------------------
@@ -331,3 +332,27 @@ def test_maxpool2d_window_in_padding_sends_no_gradient(fwd, bwd):
     np.testing.assert_array_equal(y, ty.numpy())
     gx = bwd(np.ones_like(y), idx, x.shape)
     np.testing.assert_array_equal(gx, np.zeros_like(x))  # nothing wraps round to x[..., -1]
+
+
+# ---- fused Adam update --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("wd, amsgrad", [(0.0, False), (0.01, False), (0.0, True)])
+def test_adam_update_equals_reference_bit_for_bit(dtype, wd, amsgrad):
+    rng = np.random.default_rng(7)
+    shape = (37, 11)
+    state = [rng.standard_normal(shape).astype(dtype) for _ in range(2)]  # p, g
+    state += [rng.standard_normal(shape).astype(dtype) * 0.1, rng.random(shape).astype(dtype)]
+    vmax = rng.random(shape).astype(dtype) if amsgrad else None
+    dt = np.dtype(dtype).type
+    scalars = (dt(wd), dt(1 - 0.9), dt(0.999), dt(1 - 0.999), dt(-1e-3 / (1 - 0.9 ** 3)),
+               dt((1 - 0.999 ** 3) ** 0.5), dt(1e-8))
+    fast = [a.copy() for a in state] + [None if vmax is None else vmax.copy()]
+    ref = [a.copy() for a in state] + [None if vmax is None else vmax.copy()]
+    adam_update(*fast, *scalars)
+    adam_update_reference(*ref, *scalars)
+    for name, a, b in zip(("p", "g", "m", "v", "vmax"), fast, ref):
+        if a is not None:
+            np.testing.assert_array_equal(a, b, err_msg=name)
+    assert not np.array_equal(fast[0], state[0])  # the parameter did move

@@ -5,24 +5,28 @@ DH, DW. The output size along one axis is (see :func:`conv_out_size`)::
 
     OH = floor((H + 2*PH - DH*(KH - 1) - 1) / SH) + 1
 
-im2col copies every receptive field into one row of a matrix::
+im2col copies every receptive field into one *column* of a matrix (hence the name); row
+r = (c, kh, kw) of that matrix holds, for every output position, the input pixel that kernel
+weight W[:, c, kh, kw] multiplies::
 
-    cols[(n*OH + oh)*OW + ow, (c*KH + kh)*KW + kw] = x[n, c, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW]
+    cols[(c*KH + kh)*KW + kw, (n*OH + oh)*OW + ow] = x[n, c, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW]
 
-    input (N, C, H, W)  ->  cols (N*OH*OW, C*KH*KW)
+    input (N, C, H, W)  ->  cols (C*KH*KW, N*OH*OW)
 
 with 0 where the index falls into the padding. A convolution with weights W (OC, C, KH, KW) is
-then a single GEMM: ``y = cols @ W.reshape(OC, -1).T`` gives (N*OH*OW, OC).
+then a single GEMM: ``W.reshape(OC, -1) @ cols`` gives (OC, N*OH*OW).
 
 col2im is the adjoint (transpose) of im2col: the same loop nest with ``+=`` in place of ``=``,
 adding every entry of a column matrix back to the input position it was copied from. Pixels that
 belong to several receptive fields receive the sum of their gradients::
 
-    x[n, c, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW] += cols[(n*OH + oh)*OW + ow, (c*KH + kh)*KW + kw]
+    x[n, c, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW] += cols[(c*KH + kh)*KW + kw, (n*OH + oh)*OW + ow]
 
 Each kernel has a ``*_reference`` twin: the plain loop nest of the formula above, kept for
-reading and as the tests' oracle. The fast versions are the same loops compiled by numba,
-arranged so that the writes run along contiguous memory and split across threads by sample.
+reading and as the tests' oracle. The fast versions compute the same thing with the loops
+arranged for speed: the innermost loop runs along ``ow``, where both the column row and the input
+row are contiguous (for stride 1), over the range of ``ow`` that lands inside the input, so it has
+no bounds test and compiles to vector instructions; the padding is filled separately.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ def im2col_reference(x, kh, kw, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     OH = conv_out_size(H, kh, sh, ph, dh)
     OW = conv_out_size(W, kw, sw, pw, dw)
-    cols = np.zeros((N * OH * OW, C * kh * kw), dtype=x.dtype)
+    cols = np.zeros((C * kh * kw, N * OH * OW), dtype=x.dtype)
     for n in range(N):
         for oh in range(OH):
             for ow in range(OW):
@@ -67,7 +71,7 @@ def im2col_reference(x, kh, kw, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
                             h = oh * sh - ph + i * dh
                             w = ow * sw - pw + j * dw
                             if 0 <= h < H and 0 <= w < W:
-                                cols[(n * OH + oh) * OW + ow, (c * kh + i) * kw + j] = x[n, c, h, w]
+                                cols[(c * kh + i) * kw + j, (n * OH + oh) * OW + ow] = x[n, c, h, w]
     return cols
 
 
@@ -87,54 +91,72 @@ def col2im_reference(cols, x_shape, kh, kw, stride=(1, 1), padding=(0, 0), dilat
                             h = oh * sh - ph + i * dh
                             w = ow * sw - pw + j * dw
                             if 0 <= h < H and 0 <= w < W:
-                                x[n, c, h, w] += cols[(n * OH + oh) * OW + ow, (c * kh + i) * kw + j]
+                                x[n, c, h, w] += cols[(c * kh + i) * kw + j, (n * OH + oh) * OW + ow]
     return x
 
 
 # ---------------------------------------------------------------------------------------------
-# fast versions: numba-compiled, parallel over samples
+# fast versions: numba-compiled, the same loops reordered and split across threads
+
+
+def _valid_range(size, out, k, stride, pad, dil):
+    """[lo, hi): the output positions o whose tap o*stride - pad + k*dil lies in [0, size)."""
+    first = k * dil - pad  # input index for o = 0
+    lo = 0 if first >= 0 else (-first + stride - 1) // stride
+    hi = 0 if first >= size else min(out, (size - 1 - first) // stride + 1)
+    return lo, max(lo, hi)
+
+
+_valid_range_jit = njit(cache=True, inline="always")(_valid_range)
 
 
 @njit(cache=True, parallel=True)
 def _im2col_loops(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW):
     N, C, H, W = x.shape
-    for n in prange(N):
+    K = C * kh * kw
+    for task in prange(K * N):  # one (row r = (c, i, j), sample n) segment per task
+        r, n = task // N, task % N
+        c, i, j = r // (kh * kw), (r // kw) % kh, r % kw
+        row = cols[r]
+        base = n * OH * OW
+        oh_lo, oh_hi = _valid_range_jit(H, OH, i, sh, ph, dh)
+        ow_lo, ow_hi = _valid_range_jit(W, OW, j, sw, pw, dw)
         for oh in range(OH):
-            for ow in range(OW):
-                row = (n * OH + oh) * OW + ow
-                for c in range(C):
-                    for i in range(kh):
-                        h = oh * sh - ph + i * dh
-                        for j in range(kw):
-                            w = ow * sw - pw + j * dw
-                            col = (c * kh + i) * kw + j
-                            if 0 <= h < H and 0 <= w < W:
-                                cols[row, col] = x[n, c, h, w]
-                            else:
-                                cols[row, col] = 0
+            seg = base + oh * OW
+            if oh < oh_lo or oh >= oh_hi:
+                row[seg:seg + OW] = 0
+                continue
+            h = oh * sh - ph + i * dh
+            row[seg:seg + ow_lo] = 0
+            row[seg + ow_hi:seg + OW] = 0
+            w0 = j * dw - pw
+            for ow in range(ow_lo, ow_hi):  # no bounds test: vectorizes
+                row[seg + ow] = x[n, c, h, ow * sw + w0]
 
 
 @njit(cache=True, parallel=True)
 def _col2im_loops(cols, x, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW):
     N, C, H, W = x.shape
-    # NOTE: parallel over n only: different samples never write the same pixel, so no races.
-    for n in prange(N):
-        for oh in range(OH):
-            for ow in range(OW):
-                row = (n * OH + oh) * OW + ow
-                for c in range(C):
-                    for i in range(kh):
-                        h = oh * sh - ph + i * dh
-                        if h < 0 or h >= H:
-                            continue
-                        for j in range(kw):
-                            w = ow * sw - pw + j * dw
-                            if 0 <= w < W:
-                                x[n, c, h, w] += cols[row, (c * kh + i) * kw + j]
+    # NOTE: parallel over (n, c) planes only: different planes never share a pixel, so threads
+    # never write the same memory; the rows (i, j) of one plane are summed by one thread.
+    for task in prange(N * C):
+        n, c = task // C, task % C
+        base = n * OH * OW
+        for i in range(kh):
+            oh_lo, oh_hi = _valid_range_jit(H, OH, i, sh, ph, dh)
+            for j in range(kw):
+                row = cols[(c * kh + i) * kw + j]
+                ow_lo, ow_hi = _valid_range_jit(W, OW, j, sw, pw, dw)
+                w0 = j * dw - pw
+                for oh in range(oh_lo, oh_hi):
+                    h = oh * sh - ph + i * dh
+                    seg = base + oh * OW
+                    for ow in range(ow_lo, ow_hi):
+                        x[n, c, h, ow * sw + w0] += row[seg + ow]
 
 
 def im2col(x, kh, kw, stride=(1, 1), padding=(0, 0), dilation=(1, 1), out_size=None):
-    """(N, C, H, W) -> (N*OH*OW, C*KH*KW); see the module docstring.
+    """(N, C, H, W) -> (C*KH*KW, N*OH*OW); see the module docstring.
 
     ``out_size=(OH, OW)`` overrides the usual output size (average pooling in ceil mode has
     windows that run past the padding; those cells read as 0 like padding).
@@ -142,14 +164,14 @@ def im2col(x, kh, kw, stride=(1, 1), padding=(0, 0), dilation=(1, 1), out_size=N
     N, C, H, W = x.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     OH, OW = out_size or (conv_out_size(H, kh, sh, ph, dh), conv_out_size(W, kw, sw, pw, dw))
-    cols = np.empty((N * OH * OW, C * kh * kw), dtype=x.dtype)
+    cols = np.empty((C * kh * kw, N * OH * OW), dtype=x.dtype)
     _im2col_loops(np.ascontiguousarray(x), cols, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW)
     return cols
 
 
 def col2im(cols, x_shape, kh, kw, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
            out_size=None):
-    """(N*OH*OW, C*KH*KW) -> (N, C, H, W), summing overlaps; the adjoint of :func:`im2col`."""
+    """(C*KH*KW, N*OH*OW) -> (N, C, H, W), summing overlaps; the adjoint of :func:`im2col`."""
     N, C, H, W = x_shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     OH, OW = out_size or (conv_out_size(H, kh, sh, ph, dh), conv_out_size(W, kw, sw, pw, dw))

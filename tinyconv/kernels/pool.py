@@ -95,13 +95,14 @@ def _maxpool2d_forward_loops(x, y, idx, kh, kw, sh, sw, ph, pw, dh, dw):
 def _maxpool2d_backward_loops(gy, idx, gx):
     N, C, H, W = gx.shape
     OH, OW = gy.shape[2], gy.shape[3]
+    # Planes as flat rows: idx already holds the flat position h*W + w within a plane.
+    gy_rows, idx_rows = gy.reshape(N * C, OH * OW), idx.reshape(N * C, OH * OW)
+    gx_rows = gx.reshape(N * C, H * W)
     for p in prange(N * C):  # planes are disjoint, so threads never write the same pixel
-        n, c = p // C, p % C
-        for oh in range(OH):
-            for ow in range(OW):
-                k = idx[n, c, oh, ow]
-                if k >= 0:  # -1: the window lies in the padding
-                    gx[n, c, k // W, k % W] += gy[n, c, oh, ow]
+        for q in range(OH * OW):
+            k = idx_rows[p, q]
+            if k >= 0:  # -1: the window lies in the padding
+                gx_rows[p, k] += gy_rows[p, q]
 
 
 def maxpool2d_forward(x, kh, kw, stride, padding, dilation, OH, OW):

@@ -3,12 +3,12 @@
 Shapes: x (N, C, H, W), weight W (OC, C, KH, KW), bias b (OC,), output y (N, OC, OH, OW);
 K = C*KH*KW is the length of one receptive field, P = N*OH*OW the number of them.
 
-    forward:   cols = im2col(x)                       (P, K)
-               y    = cols @ W.reshape(OC, K).T + b   (P, OC) -> (N, OC, OH, OW)
-    backward:  gY   = gy as (P, OC)
-               gW   = gY.T @ cols                     (OC, K)  -> (OC, C, KH, KW)
-               gb   = gY summed over P                (OC,)
-               gx   = col2im(gY @ W.reshape(OC, K))   (P, K)   -> (N, C, H, W)
+    forward:   cols = im2col(x)                       (K, P)
+               Y    = W.reshape(OC, K) @ cols         (OC, P)  -> y (N, OC, OH, OW), + b
+    backward:  gY   = gy as (OC, P)
+               gW   = gY @ cols.T                     (OC, K)  -> (OC, C, KH, KW)
+               gb   = gy summed over N, OH, OW        (OC,)
+               gx   = col2im(W.reshape(OC, K).T @ gY) (K, P)   -> (N, C, H, W)
 """
 
 from __future__ import annotations
@@ -26,27 +26,32 @@ class Conv2d(Function):
         OC, _, kh, kw = W.shape
         OH = conv_out_size(H, kh, stride[0], padding[0], dilation[0])
         OW = conv_out_size(Wd, kw, stride[1], padding[1], dilation[1])
-        cols = im2col(x, kh, kw, stride, padding, dilation)  # (P, K)
+        cols = im2col(x, kh, kw, stride, padding, dilation)  # (K, P)
         W2 = W.reshape(OC, -1)  # (OC, K)
-        y = cols @ W2.T  # (P, OC)
+        Y = W2 @ cols  # (OC, P), columns ordered (n, oh, ow)
+        # (OC, N, OH*OW) -> (N, OC, OH*OW): whole rows of OH*OW move, adding the bias on the way.
+        y = np.empty((N, OC, OH * OW), dtype=Y.dtype)
+        Yt = Y.reshape(OC, N, OH * OW).transpose(1, 0, 2)
         if b is not None:
-            y += b
+            np.add(Yt, b[:, None], out=y)
+        else:
+            y[...] = Yt
         ctx.save_for_backward(cols, W2)
         ctx.x_shape, ctx.w_shape = x.shape, W.shape
         ctx.geometry = (kh, kw, stride, padding, dilation)
-        # NOTE: the GEMM yields channels last (N, OH, OW, OC); torch's layout is channels first.
-        return np.ascontiguousarray(y.reshape(N, OH, OW, OC).transpose(0, 3, 1, 2))
+        return y.reshape(N, OC, OH, OW)
 
     @staticmethod
     def backward(ctx, gy):
         cols, W2 = ctx.saved_tensors
         N, OC, OH, OW = gy.shape
-        gY = gy.transpose(0, 2, 3, 1).reshape(-1, OC)  # (P, OC), rows ordered (n, oh, ow)
+        # (N, OC, OH*OW) -> (OC, N*OH*OW), the layout of Y in forward
+        gY = np.ascontiguousarray(gy.reshape(N, OC, OH * OW).transpose(1, 0, 2)).reshape(OC, -1)
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        gW = (gY.T @ cols).reshape(ctx.w_shape) if need_w else None  # (OC, K)
-        gb = gY.sum(axis=0) if need_b else None  # (OC,)
+        gW = (gY @ cols.T).reshape(ctx.w_shape) if need_w else None  # (OC, K)
+        gb = gY.sum(axis=1) if need_b else None  # (OC,)
         gx = None
         if need_x:
             kh, kw, stride, padding, dilation = ctx.geometry
-            gx = col2im(gY @ W2, ctx.x_shape, kh, kw, stride, padding, dilation)  # (N, C, H, W)
+            gx = col2im(W2.T @ gY, ctx.x_shape, kh, kw, stride, padding, dilation)  # (N, C, H, W)
         return gx, gW, gb

@@ -4,8 +4,8 @@
     average:  y = (sum over the window) / d    gx: gy / d spread over the window (col2im)
     adaptive: window i along H spans [floor(i*H/OH), ceil((i+1)*H/OH))
 
-Average pooling reuses im2col: viewing x as (N*C, 1, H, W), each row of im2col is one window,
-so the pooled value is the row sum divided by the window's divisor d.
+Average pooling reuses im2col: viewing x as (N*C, 1, H, W), each column of im2col is one
+window, so the pooled value is the column sum divided by the window's divisor d.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ class AvgPool2d(Function):
         N, C, H, W = x.shape
         kh, kw = kernel
         planes = x.reshape(N * C, 1, H, W)
-        cols = im2col(planes, kh, kw, stride, padding, (1, 1), out_size)  # (N*C*OH*OW, kh*kw)
-        y = cols.sum(axis=1).reshape(N, C, *out_size) / divisor  # divisor (OH, OW) broadcasts
+        cols = im2col(planes, kh, kw, stride, padding, (1, 1), out_size)  # (kh*kw, N*C*OH*OW)
+        y = cols.sum(axis=0).reshape(N, C, *out_size) / divisor  # divisor (OH, OW) broadcasts
         ctx.x_shape, ctx.geometry, ctx.divisor = x.shape, (kh, kw, stride, padding), divisor
         ctx.out_size = out_size
         return y.astype(x.dtype, copy=False)
@@ -58,8 +58,8 @@ class AvgPool2d(Function):
     def backward(ctx, gy):
         N, C, H, W = ctx.x_shape
         kh, kw, stride, padding = ctx.geometry
-        g = (gy / ctx.divisor).reshape(-1, 1)  # one value per window
-        gcols = np.broadcast_to(g, (g.shape[0], kh * kw))  # ... copied to each cell of it
+        g = (gy / ctx.divisor).reshape(1, -1)  # one value per window
+        gcols = np.broadcast_to(g, (kh * kw, g.shape[1]))  # ... copied to each cell of it
         gx = col2im(gcols, (N * C, 1, H, W), kh, kw, stride, padding, (1, 1), ctx.out_size)
         return gx.reshape(ctx.x_shape).astype(gy.dtype, copy=False)
 

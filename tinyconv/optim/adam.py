@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyconv.kernels.optim import adam_update, adam_update_reference
 from tinyconv.optim.optimizer import Optimizer
 
 
@@ -48,22 +49,23 @@ class Adam(Optimizer):
                     state["max_exp_avg_sq"] = np.zeros_like(p._data)
             state["step"] += 1
             t = state["step"]
+            dt = p._data.dtype.type  # scalars in the parameter's precision, as torch does
+            l2 = 0.0
             if wd != 0:
                 if self._decoupled:
-                    p._data *= 1 - lr * wd
+                    p._data *= dt(1 - lr * wd)
                 else:
-                    g = g + wd * p._data
-            m, v = state["exp_avg"], state["exp_avg_sq"]
-            m += (1 - beta1) * (g - m)
-            v *= beta2
-            v += (1 - beta2) * (g * g)
+                    l2 = wd
             step_size = lr / (1 - beta1 ** t)
             bias_correction2_sqrt = (1 - beta2 ** t) ** 0.5
-            if group["amsgrad"]:
-                np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-                v = state["max_exp_avg_sq"]
-            denom = np.sqrt(v) / bias_correction2_sqrt + eps
-            p._data += (-step_size * m) / denom
+            args = (p._data, g, state["exp_avg"], state["exp_avg_sq"],
+                    state.get("max_exp_avg_sq"), dt(l2), dt(1 - beta1), dt(beta2),
+                    dt(1 - beta2), dt(-step_size), dt(bias_correction2_sqrt), dt(eps))
+            if all(a.flags.c_contiguous and a.dtype == p._data.dtype
+                   for a in args[:4] if a is not None):
+                adam_update(*args)  # one fused pass over memory
+            else:
+                adam_update_reference(*args)
         return loss
 
 
