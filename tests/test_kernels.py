@@ -16,6 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinyconv.kernels.conv import col2im, col2im_reference, conv_out_size, im2col, im2col_reference
+from tinyconv.kernels.batchnorm import (
+    batch_norm_backward, batch_norm_backward_reference, batch_norm_forward,
+    batch_norm_forward_reference,
+)
 from tinyconv.kernels.optim import adam_update, adam_update_reference
 from tinyconv.kernels.pool import (
     maxpool2d_backward,
@@ -356,3 +360,31 @@ def test_adam_update_equals_reference_bit_for_bit(dtype, wd, amsgrad):
         if a is not None:
             np.testing.assert_array_equal(a, b, err_msg=name)
     assert not np.array_equal(fast[0], state[0])  # the parameter did move
+
+
+# ---- batch norm (training mode) -----------------------------------------------------------
+
+
+@HYP
+@given(shape=st.sampled_from([(5, 3), (4, 3, 5, 2), (2, 1, 7, 7), (3, 4, 1)]),
+       dtype=st.sampled_from(DTYPES), data=st.data())
+def test_batch_norm_kernels_equal_reference(shape, dtype, data):
+    x = draw_array(data, shape, dtype) * 3 + 1
+    C = shape[1]
+    gamma = draw_array(data, (C,), dtype)
+    beta = draw_array(data, (C,), dtype)
+    gy = draw_array(data, shape, dtype)
+    fast = batch_norm_forward(x, gamma, beta, 1e-5)
+    ref = batch_norm_forward_reference(x, gamma, beta, 1e-5)
+    # NOTE: allclose, not equal: the kernel accumulates its sums in float64, NumPy in the
+    # input's dtype (pairwise); float64 agrees to rounding, float32 to a few ulps of the sums.
+    rtol, atol = (1e-5, 1e-5) if dtype == np.float32 else (1e-12, 1e-12)
+    for name, a, b in zip(("y", "xhat", "mu", "var", "invstd"), fast, ref):
+        assert a.dtype == b.dtype == dtype, name
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=name)
+    xhat, invstd = ref[1], ref[4]
+    for name, a, b in zip(("gx", "ggamma", "gbeta"),
+                          batch_norm_backward(gy, xhat, gamma, invstd),
+                          batch_norm_backward_reference(gy, xhat, gamma, invstd)):
+        assert a.dtype == b.dtype == dtype, name
+        np.testing.assert_allclose(a, b, rtol=rtol * 10, atol=atol * 10, err_msg=name)

@@ -194,9 +194,13 @@ class Tensor:
         if self.grad_fn is not None:
             self._retains_grad = True
 
-    def _accumulate(self, g):
+    def _accumulate(self, g, owned=False):
+        """Add ``g`` to ``.grad``; ``owned``: g is a fresh array that may be kept as it is."""
         if self.grad is None:
-            self.grad = Tensor._wrap(np.array(g, dtype=self._data.dtype, copy=True))
+            if owned and g.dtype == self._data.dtype:
+                self.grad = Tensor._wrap(g)
+            else:
+                self.grad = Tensor._wrap(np.array(g, dtype=self._data.dtype, copy=True))
         else:
             self.grad._data = self.grad._data + g
 

@@ -24,55 +24,49 @@ from __future__ import annotations
 import numpy as np
 
 from tinyconv.autograd import Function
-
-
-def _per_channel(v, ndim):
-    """(C,) -> (1, C, 1, ...) so that it broadcasts over x of ``ndim`` axes."""
-    return v.reshape((1, -1) + (1,) * (ndim - 2))
+from tinyconv.kernels.batchnorm import per_channel, batch_norm_backward, batch_norm_forward
 
 
 class BatchNorm(Function):
     @staticmethod
     def forward(ctx, x, gamma, beta, running_mean, running_var, training, momentum, eps):
-        axes = (0,) + tuple(range(2, x.ndim))
-        M = x.size // x.shape[1]
+        C, nd = x.shape[1], x.ndim
+        gamma_ = gamma if gamma is not None else np.ones(C, dtype=x.dtype)
+        beta_ = beta if beta is not None else np.zeros(C, dtype=x.dtype)
         if training:
-            mu = x.mean(axis=axes)
-            xc = x - _per_channel(mu, x.ndim)
-            var = (xc * xc).mean(axis=axes)
+            y, xhat, mu, var, invstd = batch_norm_forward(x, gamma_, beta_, eps)
             if running_mean is not None:
+                M = x.size // C
                 # In-place: these arrays are the module's buffers.
                 running_mean *= 1 - momentum
                 running_mean += momentum * mu
                 running_var *= 1 - momentum
                 running_var += momentum * var * (M / (M - 1))
+            ctx.save_for_backward(xhat, invstd, gamma_)
         else:
-            mu, var = running_mean, running_var
-            xc = x - _per_channel(mu, x.ndim)
-        invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype, copy=False)
-        xhat = xc * _per_channel(invstd, x.ndim)
-        y = xhat * _per_channel(gamma, x.ndim) if gamma is not None else xhat.copy()
-        if beta is not None:
-            y += _per_channel(beta, x.ndim)
-        ctx.save_for_backward(xhat, invstd, gamma)
-        ctx.training, ctx.axes, ctx.M = training, axes, M
+            # Constant statistics: y = x * scale + shift, per channel.
+            invstd = (1.0 / np.sqrt(running_var + eps)).astype(x.dtype, copy=False)
+            scale = gamma_ * invstd
+            y = x * per_channel(scale, nd) + per_channel(beta_ - running_mean * scale, nd)
+            ctx.save_for_backward(scale, x, running_mean.copy(), invstd)
+        ctx.training = training
         return y
 
     @staticmethod
     def backward(ctx, gy):
-        xhat, invstd, gamma = ctx.saved_tensors
-        axes, M, nd = ctx.axes, ctx.M, gy.ndim
-        gbeta = gy.sum(axis=axes)
-        ggamma = (gy * xhat).sum(axis=axes)
-        scale = invstd if gamma is None else gamma * invstd
-        gx = None
-        if ctx.needs_input_grad[0]:
-            if ctx.training:
-                gx = _per_channel(scale / M, nd) * (
-                    M * gy - _per_channel(gbeta, nd) - xhat * _per_channel(ggamma, nd))
-            else:
-                gx = gy * _per_channel(scale, nd)
-        return gx, ggamma, gbeta
+        if ctx.training:
+            xhat, invstd, gamma = ctx.saved_tensors
+            gx, ggamma, gbeta = batch_norm_backward(gy, xhat, gamma, invstd)
+        else:
+            scale, x, mu, invstd = ctx.saved_tensors
+            nd, axes = gy.ndim, (0,) + tuple(range(2, gy.ndim))
+            gx = gy * per_channel(scale, nd)
+            gbeta = gy.sum(axis=axes) if ctx.needs_input_grad[2] else None
+            ggamma = None
+            if ctx.needs_input_grad[1]:  # needs xhat, recomputed only when asked for
+                xhat = (x - per_channel(mu, nd)) * per_channel(invstd, nd)
+                ggamma = (gy * xhat).sum(axis=axes)
+        return (gx if ctx.needs_input_grad[0] else None), ggamma, gbeta
 
 
 class Dropout(Function):

@@ -1,0 +1,120 @@
+"""Batch normalization in training mode, one channel at a time.
+
+Notation: x viewed as (N, C, L) with L = H*W (L = 1 for (N, C) input); per channel c the
+M = N*L values x[:, c, :]; gamma, beta (C,); gy the gradient of the output::
+
+    forward:   mu = sum(x) / M                 var = sum((x - mu)**2) / M     (biased)
+               invstd = 1 / sqrt(var + eps)
+               xhat = (x - mu) * invstd        y = gamma * xhat + beta
+    backward:  gbeta = sum(gy)                 ggamma = sum(gy * xhat)
+               gx = gamma * invstd / M * (M * gy - gbeta - xhat * ggamma)
+
+The NumPy twins below are the formula as array expressions: each line is one or two passes over
+x with a temporary array. The numba versions make one thread handle one channel and read each
+value two or three times in all, accumulating the sums in float64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+def _channel_axes(x):
+    return (0,) + tuple(range(2, x.ndim))
+
+
+def per_channel(v, ndim):
+    """(C,) -> (1, C, 1, ...) so that it broadcasts over an input of ``ndim`` axes."""
+    return v.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def batch_norm_forward_reference(x, gamma, beta, eps):
+    """Returns y, xhat, mu, var, invstd (NumPy expressions, the formula line by line)."""
+    axes, nd = _channel_axes(x), x.ndim
+    mu = x.mean(axis=axes)
+    xc = x - per_channel(mu, nd)
+    var = (xc * xc).mean(axis=axes)
+    invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
+    xhat = xc * per_channel(invstd, nd)
+    y = xhat * per_channel(gamma, nd) + per_channel(beta, nd)
+    return y, xhat, mu, var, invstd
+
+
+def batch_norm_backward_reference(gy, xhat, gamma, invstd):
+    """Returns gx, ggamma, gbeta (training mode: the batch statistics depend on x)."""
+    axes, nd = _channel_axes(gy), gy.ndim
+    M = gy.size // gy.shape[1]
+    gbeta = gy.sum(axis=axes)
+    ggamma = (gy * xhat).sum(axis=axes)
+    gx = per_channel(gamma * invstd / M, nd) * (
+        M * gy - per_channel(gbeta, nd) - xhat * per_channel(ggamma, nd))
+    return gx, ggamma, gbeta
+
+
+@njit(cache=True, parallel=True)
+def _forward_loops(x, gamma, beta, eps, y, xhat, mu, var, invstd):
+    N, C, L = x.shape
+    M = N * L
+    for c in prange(C):
+        total = 0.0
+        for n in range(N):
+            for i in range(L):
+                total += x[n, c, i]
+        m = total / M
+        sq = 0.0
+        for n in range(N):
+            for i in range(L):
+                d = x[n, c, i] - m
+                sq += d * d
+        v = sq / M
+        s = 1.0 / np.sqrt(v + eps)
+        mu[c], var[c], invstd[c] = m, v, s
+        g, b = gamma[c], beta[c]
+        for n in range(N):
+            for i in range(L):
+                h = (x[n, c, i] - m) * s
+                xhat[n, c, i] = h
+                y[n, c, i] = h * g + b
+
+
+@njit(cache=True, parallel=True)
+def _backward_loops(gy, xhat, gamma, invstd, gx, ggamma, gbeta):
+    N, C, L = gy.shape
+    M = N * L
+    for c in prange(C):
+        sum_g = 0.0
+        sum_gx = 0.0
+        for n in range(N):
+            for i in range(L):
+                sum_g += gy[n, c, i]
+                sum_gx += gy[n, c, i] * xhat[n, c, i]
+        gbeta[c], ggamma[c] = sum_g, sum_gx
+        scale = gamma[c] * invstd[c] / M
+        for n in range(N):
+            for i in range(L):
+                gx[n, c, i] = scale * (M * gy[n, c, i] - sum_g - xhat[n, c, i] * sum_gx)
+
+
+def _as_ncl(a):
+    return np.ascontiguousarray(a).reshape(a.shape[0], a.shape[1], -1)
+
+
+def batch_norm_forward(x, gamma, beta, eps):
+    """Fast version of :func:`batch_norm_forward_reference` (same return values)."""
+    x3 = _as_ncl(x)
+    C, dt = x.shape[1], x.dtype
+    y, xhat = np.empty(x3.shape, dt), np.empty(x3.shape, dt)
+    mu, var, invstd = np.empty(C, dt), np.empty(C, dt), np.empty(C, dt)
+    _forward_loops(x3, gamma, beta, dt.type(eps), y, xhat, mu, var, invstd)
+    return y.reshape(x.shape), xhat.reshape(x.shape), mu, var, invstd
+
+
+def batch_norm_backward(gy, xhat, gamma, invstd):
+    """Fast version of :func:`batch_norm_backward_reference` (same return values)."""
+    gy3 = _as_ncl(gy)
+    C, dt = gy.shape[1], gy.dtype
+    gx = np.empty(gy3.shape, dt)
+    ggamma, gbeta = np.empty(C, dt), np.empty(C, dt)
+    _backward_loops(gy3, _as_ncl(xhat), gamma, invstd, gx, ggamma, gbeta)
+    return gx.reshape(gy.shape), ggamma, gbeta
