@@ -1,0 +1,186 @@
+"""Training and evaluation throughput of every seed network, tinyconv against PyTorch.
+
+    python benchmarks/throughput.py                       # all networks, 2 threads
+    python benchmarks/throughput.py --models fashioncnn --rounds 7 --threads 2
+
+Both frameworks run in this one process on the same random batch, starting from the same
+weights, in alternating rounds (tinyconv, torch, tinyconv, ...), so that whatever else the
+machine does hits both alike; the report gives the median of the rounds and the ratio
+tinyconv / torch (above 1: tinyconv is faster). Threads are set equal on both sides: numba's
+thread count, the BLAS pool (threadpoolctl) and ``torch.set_num_threads``. Training is one
+forward, backward and Adam step at batch 64; evaluation is a no-grad forward at batch 1000.
+Writes JSON and a Markdown table (``--out``, default benchmarks/results/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+warnings.filterwarnings("ignore", message=".*dropout2d.*")
+
+import torch  # noqa: E402  (imported before tinyconv: neither changes the other's threads)
+
+import tinyconv  # noqa: E402
+from parity import models as torch_models  # noqa: E402
+from tinyconv import models as tiny_models  # noqa: E402
+
+
+def machine_info(threads):
+    info = {"python": platform.python_version(), "numpy": np.__version__,
+            "torch": torch.__version__, "tinyconv": tinyconv.__version__, "threads": threads,
+            "cpu": platform.processor() or platform.machine()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        from threadpoolctl import threadpool_info
+        blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+        if blas:
+            info["blas"] = (f"{blas[0].get('internal_api')} {blas[0].get('version')} "
+                            f"({blas[0].get('architecture')} kernels)")
+    except ImportError:
+        info["blas"] = "unknown (pip install threadpoolctl)"
+    info["openblas_coretype"] = os.environ.get("OPENBLAS_CORETYPE", "")
+    import numba
+    info["numba"] = numba.__version__
+    info["numba_threading_layer"] = numba.config.THREADING_LAYER
+    return info
+
+
+def make_pair(name, seed=0):
+    tinyconv.manual_seed(seed)
+    tiny = tiny_models.SEED_NETWORKS[name][0]()
+    twin = torch_models.SEED_NETWORKS[name][0]()
+    twin.load_state_dict({k: torch.from_numpy(v.numpy().copy())
+                          for k, v in tiny.state_dict().items()})
+    return tiny, twin
+
+
+def time_rounds(fns, rounds, repeat):
+    """Median seconds per call of each function, rounds alternating between them."""
+    for fn in fns.values():
+        fn()
+        fn()  # warm-up (numba compilation, allocator)
+    samples = {k: [] for k in fns}
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(repeat):
+                fn()
+            samples[key].append((time.perf_counter() - start) / repeat)
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def bench_model(name, rounds, train_batch=64, eval_batch=1000):
+    tiny, twin = make_pair(name)
+    shape = tiny_models.SEED_NETWORKS[name][1]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((train_batch,) + shape).astype(np.float32)
+    y = rng.integers(0, 10, train_batch)
+    xe = rng.standard_normal((eval_batch,) + shape).astype(np.float32)
+    log_probs = name in ("fc2layer", "cnn")  # these end in log_softmax: use nll_loss
+    t_loss = tinyconv.nn.NLLLoss() if log_probs else tinyconv.nn.CrossEntropyLoss()
+    p_loss = torch.nn.NLLLoss() if log_probs else torch.nn.CrossEntropyLoss()
+    t_opt = tinyconv.optim.Adam(tiny.parameters(), lr=1e-3)
+    p_opt = torch.optim.Adam(twin.parameters(), lr=1e-3)
+    tx, ty, txe = tinyconv.from_numpy(x), tinyconv.from_numpy(y), tinyconv.from_numpy(xe)
+    px, py, pxe = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(xe)
+
+    def tiny_train():
+        t_opt.zero_grad()
+        t_loss(tiny(tx), ty).backward()
+        t_opt.step()
+
+    def torch_train():
+        p_opt.zero_grad()
+        p_loss(twin(px), py).backward()
+        p_opt.step()
+
+    def tiny_eval():
+        with tinyconv.no_grad():
+            tiny(txe)
+
+    def torch_eval():
+        with torch.no_grad():
+            twin(pxe)
+
+    tiny.train()
+    twin.train()
+    train = time_rounds({"tinyconv": tiny_train, "torch": torch_train}, rounds, repeat=5)
+    tiny.eval()
+    twin.eval()
+    evals = time_rounds({"tinyconv": tiny_eval, "torch": torch_eval}, rounds, repeat=1)
+    row = {"model": name}
+    for kind, med, batch in (("train", train, train_batch), ("eval", evals, eval_batch)):
+        for fw in ("tinyconv", "torch"):
+            row[f"{kind}_{fw}_img_s"] = batch / med[fw]
+        row[f"{kind}_ratio"] = med["torch"] / med["tinyconv"]
+    return row
+
+
+def markdown(rows, info, command):
+    lines = [f"Command: `{command}`  ",
+             f"CPU: {info['cpu']}, {info['threads']} threads; BLAS: {info.get('blas')}; "
+             f"numpy {info['numpy']}, numba {info['numba']} ({info['numba_threading_layer']} "
+             f"layer), torch {info['torch']}", "",
+             "| network | train img/s tinyconv | train img/s torch | train ratio | "
+             "eval img/s tinyconv | eval img/s torch | eval ratio |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['train_tinyconv_img_s']:,.0f} | "
+                     f"{r['train_torch_img_s']:,.0f} | {r['train_ratio']:.2f} | "
+                     f"{r['eval_tinyconv_img_s']:,.0f} | {r['eval_torch_img_s']:,.0f} | "
+                     f"{r['eval_ratio']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(tiny_models.SEED_NETWORKS),
+                        choices=list(tiny_models.SEED_NETWORKS))
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    args = parser.parse_args(argv)
+
+    import numba
+    from threadpoolctl import threadpool_limits
+    numba.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
+    info = machine_info(args.threads)
+    rows = []
+    with threadpool_limits(args.threads, user_api="blas"):
+        for name in args.models:
+            row = bench_model(name, args.rounds)
+            rows.append(row)
+            print(f"{name:>15}: train {row['train_tinyconv_img_s']:7,.0f} vs "
+                  f"{row['train_torch_img_s']:7,.0f} img/s (ratio {row['train_ratio']:.2f}) | "
+                  f"eval {row['eval_tinyconv_img_s']:7,.0f} vs {row['eval_torch_img_s']:7,.0f} "
+                  f"img/s (ratio {row['eval_ratio']:.2f})", flush=True)
+    command = "python benchmarks/throughput.py " + " ".join(argv or sys.argv[1:])
+    table = markdown(rows, info, command.strip())
+    print("\n" + table)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "throughput.json"), "w") as f:
+        json.dump({"machine": info, "command": command.strip(), "rows": rows}, f, indent=2)
+    with open(os.path.join(args.out, "throughput.md"), "w") as f:
+        f.write(table)
+
+
+if __name__ == "__main__":
+    main()
