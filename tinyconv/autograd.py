@@ -33,7 +33,8 @@ import numpy as np
 
 __all__ = [
     "Context", "Function", "Node", "no_grad", "enable_grad", "set_grad_enabled",
-    "is_grad_enabled", "unbroadcast", "backward",
+    "is_grad_enabled", "set_detect_anomaly", "detect_anomaly", "is_anomaly_enabled",
+    "unbroadcast", "backward",
 ]
 
 
@@ -91,6 +92,46 @@ class enable_grad(contextlib.ContextDecorator):
         return False
 
 
+class _AnomalyMode(threading.local):
+    enabled = False
+
+
+_anomaly_mode = _AnomalyMode()
+
+
+def is_anomaly_enabled() -> bool:
+    return _anomaly_mode.enabled
+
+
+class set_detect_anomaly(contextlib.ContextDecorator):
+    """Check every op's output in forward and every gradient in backward for NaN or Inf.
+
+    The first op that produces one raises ``FloatingPointError`` naming it (torch's
+    ``set_detect_anomaly``). Costs one pass over each array, so it is off by default.
+    """
+
+    def __init__(self, mode: bool = True):
+        self.prev = _anomaly_mode.enabled
+        _anomaly_mode.enabled = bool(mode)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _anomaly_mode.enabled = self.prev
+        return False
+
+
+detect_anomaly = set_detect_anomaly
+
+
+def _check_finite(arr, fn, where):
+    if isinstance(arr, np.ndarray) and arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+        kind = "NaN" if np.isnan(arr).any() else "Inf"
+        raise FloatingPointError(f"anomaly detected: {fn.__name__} produced {kind} in its "
+                                 f"{where} pass (in an array of shape {arr.shape})")
+
+
 class Context:
     """What ``forward`` leaves for ``backward``: saved arrays and any other attributes."""
 
@@ -143,6 +184,8 @@ class Function:
         record = _grad_mode.enabled and any(needs)
         ctx = Context(needs)
         out = cls.forward(ctx, *arrays, **kwargs)
+        if _anomaly_mode.enabled:
+            _check_finite(np.asarray(out), cls, "forward")
         result = Tensor._wrap(out)
         # NOTE: integer and bool results (x.long(), argmax) are not differentiable, as in torch.
         if record and result._data.dtype.kind in "fc":
@@ -214,6 +257,9 @@ def backward(tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
             in_grads = node.fn.backward(node.ctx, gy)
         if not isinstance(in_grads, tuple):
             in_grads = (in_grads,)
+        if _anomaly_mode.enabled:
+            for g in in_grads:
+                _check_finite(g, node.fn, "backward")
         if len(in_grads) < len(node.inputs):
             in_grads = in_grads + (None,) * (len(node.inputs) - len(in_grads))
         for t, g in zip(node.inputs, in_grads):
