@@ -12,6 +12,7 @@ Everything here works on NumPy arrays and never imports torch; only the DataLoad
 """
 
 from tinyconv.data import transforms
+from tinyconv.data.cifar import CIFAR10
 from tinyconv.data.dataloader import (
     ArrayDataset,
     DataLoader,
@@ -33,6 +34,7 @@ from tinyconv.data.transforms import (
 
 __all__ = [
     "ArrayDataset",
+    "CIFAR10",
     "Compose",
     "DataError",
     "DataLoader",
