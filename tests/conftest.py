@@ -11,3 +11,15 @@ from hypothesis import settings
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Report how many random inputs the fuzz tests tried (issue: count them in CI)."""
+    fuzz = __import__("sys").modules.get("test_fuzz")
+    if fuzz is not None:
+        tried = fuzz.TRIED
+        terminalreporter.write_line(
+            f"fuzz: {tried['count']} inputs tried against torch; tinyconv refused "
+            f"{tried['stricter']} that torch accepted, with a clear error")
+        for example in sorted(tried.get("examples", ()))[:12]:
+            terminalreporter.write_line(f"  stricter: {example}")

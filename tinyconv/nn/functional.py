@@ -155,6 +155,10 @@ def _pool_geometry(fn, x, kernel_size, stride, padding, dilation, ceil_mode):
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,  # noqa: A002
                return_indices=False):
     """Max over KH x KW windows of a (N, C, H, W) input; padding counts as -inf."""
+    if isinstance(input, Tensor) and input.ndim == 3:  # unbatched (C, H, W), as torch allows
+        out = max_pool2d(input.unsqueeze(0), kernel_size, stride, padding, dilation, ceil_mode,
+                         return_indices)
+        return (out[0].squeeze(0), out[1].squeeze(0)) if return_indices else out.squeeze(0)
     _check_4d("max_pool2d", input)
     kernel, stride, padding, dilation, out = _pool_geometry(
         "max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
@@ -171,6 +175,9 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,  # noqa: A002
                count_include_pad=True, divisor_override=None):
     """Mean over KH x KW windows of a (N, C, H, W) input."""
+    if isinstance(input, Tensor) and input.ndim == 3:  # unbatched (C, H, W), as torch allows
+        return avg_pool2d(input.unsqueeze(0), kernel_size, stride, padding, ceil_mode,
+                          count_include_pad, divisor_override).squeeze(0)
     _check_4d("avg_pool2d", input)
     kernel, stride, padding, _, out = _pool_geometry(
         "avg_pool2d", input, kernel_size, stride, padding, 1, ceil_mode)
@@ -189,6 +196,8 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,  # n
 
 def adaptive_avg_pool2d(input, output_size):  # noqa: A002
     """Average pooling to a fixed output size (OH, OW) whatever the input size."""
+    if isinstance(input, Tensor) and input.ndim == 3:  # unbatched (C, H, W), as torch allows
+        return adaptive_avg_pool2d(input.unsqueeze(0), output_size).squeeze(0)
     _check_4d("adaptive_avg_pool2d", input)
     if isinstance(output_size, numbers.Integral):
         output_size = (output_size, output_size)
@@ -293,7 +302,11 @@ def linear(input, weight, bias=None):  # noqa: A002
     _check_float("linear", "input", input)
     _same_dtype("linear", input, weight, "weight")
     _same_dtype("linear", input, bias, "bias")
-    if input.ndim < 1 or input.shape[-1] != weight.shape[1]:
+    if input.ndim == 0 or weight.ndim != 2:
+        raise ShapeError(f"linear(): expected an input of at least 1 dimension and a 2-D weight "
+                         f"(out_features, in_features), got input shape {tuple(input.shape)} "
+                         f"and weight shape {tuple(weight.shape)}")
+    if input.shape[-1] != weight.shape[1]:
         raise ShapeError(
             f"linear(): input of shape {tuple(input.shape)} has {input.shape[-1]} features in "
             f"its last dimension, but the weight {tuple(weight.shape)} expects "
@@ -330,6 +343,27 @@ def _check_reduction(fn, reduction):
         raise ValueError(f"{fn}(): reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
+def _check_class_targets(fn, input, target, ignore_index, weight):  # noqa: A002
+    """Class-index targets for input (N, C, ...) or (C,): (the index array, C), or a clear error."""
+    t = target._data if isinstance(target, Tensor) else np.asarray(target)
+    if t.dtype.kind not in "iu":
+        raise DTypeError(f"{fn}(): target must hold class indices of an integer dtype "
+                         f"(int64), got dtype {t.dtype}; convert with .long()")
+    expected = (input.shape[0],) + tuple(input.shape[2:]) if input.ndim > 1 else ()
+    if input.ndim < 1 or t.shape != expected:
+        raise ShapeError(f"{fn}(): expected target of shape {expected} for input of shape "
+                         f"{tuple(input.shape)}, got {t.shape}")
+    n_classes = input.shape[1] if input.ndim > 1 else input.shape[0]
+    bad = (t != ignore_index) & ((t < 0) | (t >= n_classes))
+    if bad.any():
+        raise IndexError(f"{fn}(): target {int(t[bad].flat[0])} is out of bounds for "
+                         f"{n_classes} classes (valid targets are 0..{n_classes - 1})")
+    if weight is not None and tuple(weight.shape) != (n_classes,):
+        raise ShapeError(f"{fn}(): weight must have one entry per class ({n_classes},), "
+                         f"got {tuple(weight.shape)}")
+    return t, n_classes
+
+
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100,  # noqa: A002
              reduce=None, reduction="mean"):
     """Negative log-likelihood of class indices under log-probabilities (N, C) or (N, C, ...)."""
@@ -338,22 +372,7 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100,  
     if size_average is not None or reduce is not None:
         raise NotImplementedError("nll_loss(): size_average and reduce are deprecated in torch; "
                                   "use reduction='mean'|'sum'|'none'")
-    t = target._data if isinstance(target, Tensor) else np.asarray(target)
-    if t.dtype.kind not in "iu":
-        raise DTypeError(f"nll_loss(): target must hold class indices of an integer dtype "
-                         f"(int64), got dtype {t.dtype}; convert with .long()")
-    if input.ndim < 1 or input.ndim > 1 and t.shape != (input.shape[0],) + tuple(input.shape[2:]):
-        expected = (input.shape[0],) + tuple(input.shape[2:]) if input.ndim > 1 else ()
-        raise ShapeError(f"nll_loss(): expected target of shape {expected} for input of shape "
-                         f"{tuple(input.shape)}, got {t.shape}")
-    n_classes = input.shape[1] if input.ndim > 1 else input.shape[0]
-    bad = (t != ignore_index) & ((t < 0) | (t >= n_classes))
-    if bad.any():
-        raise IndexError(f"nll_loss(): target {int(t[bad].flat[0])} is out of bounds for "
-                         f"{n_classes} classes (valid targets are 0..{n_classes - 1})")
-    if weight is not None and tuple(weight.shape) != (n_classes,):
-        raise ShapeError(f"nll_loss(): weight must have one entry per class ({n_classes},), "
-                         f"got {tuple(weight.shape)}")
+    t, n_classes = _check_class_targets("nll_loss", input, target, ignore_index, weight)
     w = weight._data if weight is not None else None
     if input.ndim == 1:  # a single unbatched sample
         return L.NLLLoss.apply(input.unsqueeze(0), t.reshape(1).astype(np.int64), w,
@@ -380,7 +399,6 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         raise ValueError(f"cross_entropy(): label_smoothing must be between 0.0 and 1.0, got "
                          f"{label_smoothing}")
     class_dim = 1 if input.ndim > 1 else 0
-    logp = log_softmax(input, class_dim)
     t = target if isinstance(target, Tensor) else Tensor(np.asarray(target))
     if t.dtype.kind == "f":
         if tuple(t.shape) != tuple(input.shape):
@@ -392,8 +410,10 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         if weight is not None or label_smoothing:
             raise NotImplementedError("cross_entropy(): probability targets with weight or "
                                       "label_smoothing are not supported by tinyconv")
-        losses = -(t * logp).sum(dim=class_dim)
+        losses = -(t * log_softmax(input, class_dim)).sum(dim=class_dim)
         return _reduce(losses, reduction)
+    _check_class_targets("cross_entropy", input, t, ignore_index, weight)
+    logp = log_softmax(input, class_dim)
     loss = nll_loss(logp, t, weight=weight, ignore_index=ignore_index, reduction=reduction)
     if label_smoothing:
         if weight is not None:
