@@ -9,6 +9,8 @@ M = N*L values x[:, c, :]; gamma, beta (C,); gy the gradient of the output::
     backward:  gbeta = sum(gy)                 ggamma = sum(gy * xhat)
                gx = gamma * invstd / M * (M * gy - gbeta - xhat * ggamma)
 
+(docs/batchnorm-backward.md derives gx step by step from the forward formulas.)
+
 The NumPy twins below are the formula as array expressions: each line is one or two passes over
 x with a temporary array. The numba versions make one thread handle one channel and read each
 value two or three times in all, accumulating the sums in float64. They let LLVM reorder the sums

@@ -27,6 +27,10 @@ reading and as the tests' oracle. The fast versions compute the same thing with 
 arranged for speed: the innermost loop runs along ``ow``, where both the column row and the input
 row are contiguous (for stride 1), over the range of ``ow`` that lands inside the input, so it has
 no bounds test and compiles to vector instructions; the padding is filled separately.
+
+The convolution by its definition, without im2col, is ``conv2d_naive`` in
+``tinyconv/kernels/naive.py``; docs/conv2d-forward.md and docs/conv2d-backward.md derive the
+forward and backward pass with a worked 4x4 example.
 """
 
 from __future__ import annotations

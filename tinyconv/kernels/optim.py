@@ -12,7 +12,8 @@ one shape; scalars already cast to p's dtype by the caller)::
 with step_size = lr / (1 - beta1**t) and bc2_sqrt = sqrt(1 - beta2**t). Written with NumPy this
 is about ten passes over arrays of the parameter's size (each temporary is written and read
 back); the numba loop reads and writes each array once. The operations and their order are the
-same, so both give bit-identical results (the tests check this).
+same, so both give bit-identical results (the tests check this). docs/adam.md shows that this is
+the textbook update with bias correction, m_hat = m / (1 - beta1**t), v_hat = v / (1 - beta2**t).
 """
 
 from __future__ import annotations

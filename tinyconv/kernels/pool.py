@@ -14,7 +14,8 @@ overlapping windows that chose the same pixel add up (windows with idx -1 send n
 
     gx[n, c].flat[idx[n, c, oh, ow]] += gy[n, c, oh, ow]
 
-``idx`` uses the same flat-index convention as torch's ``return_indices=True``.
+``idx`` uses the same flat-index convention as torch's ``return_indices=True``. Why the
+gradient goes to the arg-max, with a worked example: docs/maxpool-backward.md.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ NLL loss of log-probabilities lp (N, C) against class indices t (N,), weights w 
     'mean': sum_n loss_n / sum_n w[t_n]    'sum': sum_n loss_n    'none': loss_n
     backward: glp[n, t_n] = -w[t_n] * gy_n (divided by sum_n w[t_n] for 'mean'), 0 elsewhere
 
-cross_entropy(x, t) = nll_loss(log_softmax(x, 1), t).
+cross_entropy(x, t) = nll_loss(log_softmax(x, 1), t); through these two backward passes its
+gradient is (softmax(x) - onehot(t)) / N for 'mean' (derived in docs/cross-entropy.md).
 """
 
 from __future__ import annotations
