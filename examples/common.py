@@ -283,6 +283,9 @@ def add_common_args(parser: argparse.ArgumentParser, default_epochs: int, models
                         help="continue training from a checkpoint written by this script")
     parser.add_argument("--evaluate", default=None, metavar="CKPT",
                         help="only evaluate a checkpoint (from either backend) on the test set")
+    parser.add_argument("--export-onnx", default=None, metavar="PATH",
+                        help="after training, export the model to ONNX (needs: pip install "
+                             "'.[onnx]')")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads (numba and torch); default: all cores")
 
@@ -378,10 +381,29 @@ def run(args, *, title, dataset_cls, transform, criterion_name="cross_entropy"):
                "args": vars(args), "history": history, "final_test_acc": final.get("test_acc"),
                "confusion_matrix": confusion.tolist(), "class_names": class_names,
                "wall_seconds_this_run": wall, "parameters": n_params}
+    if args.export_onnx:
+        export_onnx(backend, model, args.model, args.export_onnx)
     write_json(os.path.join(out_dir, "metrics.json"), metrics)
     print(f"wrote {ckpt_path}, {os.path.join(out_dir, 'metrics.json')}"
           + "".join(f", {p}" for p in plots))
     return metrics
+
+
+def export_onnx(backend, model, model_name, path):
+    """Write ``model`` as ONNX with tinyconv's own exporter (a torch model is copied first)."""
+    try:
+        import tinyconv.onnx
+    except ImportError as exc:
+        print(f"error: --export-onnx needs the onnx package ({exc}); pip install -e '.[onnx]'",
+              file=sys.stderr)
+        raise SystemExit(2) from None
+    ctor, shape = tinyconv.models.SEED_NETWORKS[model_name]
+    twin = model
+    if backend.name != "tinyconv":
+        twin = ctor()
+        twin.load_state_dict({k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
+    tinyconv.onnx.export(twin, tinyconv.zeros(1, *shape), path)
+    print(f"exported ONNX model to {path}")
 
 
 def _load_checkpoint(path):

@@ -250,3 +250,5 @@ numel = _forward("numel")
 t = _forward("t")
 
 from tinyconv import data, models, utils  # noqa: E402,F401 - after Tensor exists
+from tinyconv.summary import summary  # noqa: E402
+from tinyconv import viz  # noqa: E402

@@ -53,6 +53,14 @@ def _check_4d(fn, x):
     _check_float(fn, "input", x)
 
 
+def _check_nonempty(fn, x, first):
+    """Axes ``first``.. of x must be non-empty (torch allows only an empty batch, and for
+    convolution an empty channel axis)."""
+    if any(n == 0 for n in x.shape[first:]):
+        raise ShapeError(f"{fn}(): expected dims {first}.. of the input to be non-empty (only "
+                         f"the batch may be empty), got input of shape {tuple(x.shape)}")
+
+
 def _pair(fn, name, value, minimum):
     """An int or a pair of ints -> a pair, each at least ``minimum``."""
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
@@ -84,6 +92,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         return conv2d(input.unsqueeze(0), weight, bias, stride, padding, dilation,
                       groups).squeeze(0)
     _check_4d("conv2d", input)
+    _check_nonempty("conv2d", input, 2)
     if weight.ndim != 4:
         raise ShapeError(f"conv2d(): expected a 4-D weight (OC, C, KH, KW), got shape "
                          f"{tuple(weight.shape)}")
@@ -156,10 +165,12 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
                return_indices=False):
     """Max over KH x KW windows of a (N, C, H, W) input; padding counts as -inf."""
     if isinstance(input, Tensor) and input.ndim == 3:  # unbatched (C, H, W), as torch allows
+        _check_nonempty("max_pool2d", input, 0)
         out = max_pool2d(input.unsqueeze(0), kernel_size, stride, padding, dilation, ceil_mode,
                          return_indices)
         return (out[0].squeeze(0), out[1].squeeze(0)) if return_indices else out.squeeze(0)
     _check_4d("max_pool2d", input)
+    _check_nonempty("max_pool2d", input, 1)
     kernel, stride, padding, dilation, out = _pool_geometry(
         "max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
     y = P.MaxPool2d.apply(input, kernel, stride, padding, dilation, out)
@@ -176,9 +187,11 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,  # n
                count_include_pad=True, divisor_override=None):
     """Mean over KH x KW windows of a (N, C, H, W) input."""
     if isinstance(input, Tensor) and input.ndim == 3:  # unbatched (C, H, W), as torch allows
+        _check_nonempty("avg_pool2d", input, 0)
         return avg_pool2d(input.unsqueeze(0), kernel_size, stride, padding, ceil_mode,
                           count_include_pad, divisor_override).squeeze(0)
     _check_4d("avg_pool2d", input)
+    _check_nonempty("avg_pool2d", input, 1)
     kernel, stride, padding, _, out = _pool_geometry(
         "avg_pool2d", input, kernel_size, stride, padding, 1, ceil_mode)
     if divisor_override is not None:
@@ -197,8 +210,10 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,  # n
 def adaptive_avg_pool2d(input, output_size):  # noqa: A002
     """Average pooling to a fixed output size (OH, OW) whatever the input size."""
     if isinstance(input, Tensor) and input.ndim == 3:  # unbatched (C, H, W), as torch allows
+        _check_nonempty("adaptive_avg_pool2d", input, 0)
         return adaptive_avg_pool2d(input.unsqueeze(0), output_size).squeeze(0)
     _check_4d("adaptive_avg_pool2d", input)
+    _check_nonempty("adaptive_avg_pool2d", input, 1)
     if isinstance(output_size, numbers.Integral):
         output_size = (output_size, output_size)
     size = tuple(input.shape[2 + i] if s is None else int(s) for i, s in enumerate(output_size))
