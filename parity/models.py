@@ -124,6 +124,60 @@ class CNN(nn.Module):
         return F.log_softmax(x, dim=1)
 
 
+class LeNet(nn.Module):
+    """The CIFAR-10 tutorial's LeNet-style network for 3x32x32 colour images."""
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, num_classes)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.conv1(x)))
+        x = self.pool(F.relu(self.conv2(x)))
+        x = x.flatten(1)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+VGG_CONFIGS = {
+    "VGG11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+}
+
+
+class VGG(nn.Module):
+    """VGG-style network for CIFAR-10: each number a 3x3 conv + BatchNorm + ReLU, M a 2x2 pool."""
+
+    def __init__(self, vgg_name="VGG11", num_classes=10):
+        super().__init__()
+        self.features = self._make_layers(VGG_CONFIGS[vgg_name])
+        self.classifier = nn.Linear(512, num_classes)
+
+    def forward(self, x):
+        out = self.features(x)
+        out = out.view(out.size(0), -1)
+        return self.classifier(out)
+
+    def _make_layers(self, cfg):
+        layers = []
+        in_channels = 3
+        for v in cfg:
+            if v == "M":
+                layers += [nn.MaxPool2d(kernel_size=2, stride=2)]
+            else:
+                layers += [nn.Conv2d(in_channels, v, kernel_size=3, padding=1),
+                           nn.BatchNorm2d(v),
+                           nn.ReLU(inplace=True)]
+                in_channels = v
+        layers += [nn.AvgPool2d(kernel_size=1, stride=1)]
+        return nn.Sequential(*layers)
+
+
 # name -> (constructor, input shape of one image); used by examples, parity and tests
 SEED_NETWORKS = {
     "fashioncnn": (FashionCNN, (1, 28, 28)),
@@ -131,4 +185,10 @@ SEED_NETWORKS = {
     "convmodule": (ConvModule, (1, 28, 28)),
     "fc2layer": (lambda: FC2Layer(784, 8, 10), (1, 28, 28)),
     "cnn": (lambda: CNN(6), (1, 28, 28)),
+}
+
+# the colour networks of the CIFAR-10 tutorials (3x32x32 input)
+COLOUR_NETWORKS = {
+    "lenet": (LeNet, (3, 32, 32)),
+    "vgg": (VGG, (3, 32, 32)),
 }

@@ -275,3 +275,35 @@ def test_eval_forward_on_real_data_matches_torch(name, dtype, batch):
     # dropout layers in eval mode really are the identity: two calls agree
     with tinyconv.no_grad():
         np.testing.assert_array_equal(ours(x)._data, out._data)
+
+
+# ---- the colour networks (CIFAR-10 tutorials): random 3x32x32 data, no data set needed -------
+
+
+@pytest.mark.parametrize("name", sorted(tinyconv.models.COLOUR_NETWORKS))
+def test_colour_networks_match_torch_in_float64(name):
+    tm, pm = tinyconv.models, parity_models
+    tiny = tm.COLOUR_NETWORKS[name][0]().double()
+    twin = pm.COLOUR_NETWORKS[name][0]().double()
+    assert [(k, tuple(v.shape)) for k, v in tiny.state_dict().items()] == \
+        [(k, tuple(v.shape)) for k, v in twin.state_dict().items()]
+    assert repr(tiny) == repr(twin)
+    twin.load_state_dict({k: torch.from_numpy(v.numpy().copy())
+                          for k, v in tiny.state_dict().items()})
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3,) + tm.COLOUR_NETWORKS[name][1])
+    y = rng.integers(0, 10, 3)
+    loss = tinyconv.nn.functional.cross_entropy(tiny(tinyconv.tensor(x)), tinyconv.tensor(y))
+    tloss = torch.nn.functional.cross_entropy(twin(torch.from_numpy(x)), torch.from_numpy(y))
+    loss.backward()
+    tloss.backward()
+    assert loss.item() == pytest.approx(tloss.item(), rel=1e-9)
+    grads = [(n, p.grad.numpy(), q.grad.numpy()) for (n, p), q in
+             zip(tiny.named_parameters(), twin.parameters())]
+    scale = max(np.abs(tg).max() for _, _, tg in grads)
+    for n, g, tg in grads:
+        np.testing.assert_allclose(g, tg, rtol=1e-9, atol=1e-12 * scale, err_msg=n)
+
+
+def test_lenet_parameter_count():
+    assert count(tinyconv.models.LeNet()) == 62006 == count(parity_models.LeNet())

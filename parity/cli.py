@@ -1,0 +1,482 @@
+"""``python -m parity compare | lockstep | accuracy``: tinyconv against its PyTorch twin.
+
+Every command builds the seed network with tinyconv (``tinyconv.manual_seed(seed)``), makes its
+torch twin with :func:`parity.to_torch` (same weights and buffers), feeds both the same real
+batches (Fashion-MNIST for fashioncnn / deepfashioncnn, MNIST for the others, normalised as their
+tutorials do) and shares dropout masks between them (:func:`parity.twins.shared_dropout`).
+
+Differences are reported as ``max abs`` = max |tinyconv - torch| and ``rel`` = max abs divided
+by max |torch| over the same tensor (a norm-wise relative error: element-wise ratios explode
+where values cross zero). Tolerances on ``rel``: float64 1e-9, float32 2e-4 (see ``TOLERANCES``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+import torch
+
+import tinyconv
+import tinyconv.data
+from tinyconv.data import transforms as T
+from tinyconv.models import SEED_NETWORKS
+from tinyconv.nn import functional as F
+
+from .convert import to_torch
+from .twins import MaskSource, record_outputs, shared_dropout
+
+# FashionCNN applies Dropout2d to fc1's 2-D output (as its tutorial does): both frameworks warn.
+warnings.filterwarnings("ignore", message=".*dropout2d.*")
+
+# Relative tolerances (max abs difference / max |torch value|) for compare's verdicts.
+# float64: both compute the same formulas, differing only in summation order; measured gaps are
+# 1e-16 .. 1e-13. float32: BatchNorm's backward sums over N*H*W values and torch's float32 itself
+# is ~5e-5 away from float64 there (tests/test_models.py), so 2e-4.
+TOLERANCES = {"float64": 1e-9, "float32": 2e-4}
+# lockstep's targets for the relative gap between the two loss curves (issue #4).
+LOCKSTEP_TARGETS = {"float64": 1e-9, "float32": 1e-3}
+
+# model -> (dataset, normalisation mean, std, loss): as in each network's tutorial
+DATA = {
+    "fashioncnn": ("FashionMNIST", 0.5, 0.5, "cross_entropy"),
+    "deepfashioncnn": ("FashionMNIST", 0.5, 0.5, "cross_entropy"),
+    "convmodule": ("MNIST", 0.5, 0.5, "cross_entropy"),
+    "fc2layer": ("MNIST", 0.1307, 0.3081, "nll_loss"),
+    "cnn": ("MNIST", 0.1307, 0.3081, "nll_loss"),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# shared plumbing
+
+
+def pick_device(device):
+    """--device, else cuda when available, else cpu; TF32 off so that float32 means float32."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise SystemExit(f"error: --device {device}: CUDA is not available here")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    return torch.device(device)
+
+
+def load_dataset(model, data_dir, train):
+    """The model's data set (train or test split) as NumPy-batch-producing dataset."""
+    name, mean, std, _ = DATA[model]
+    transform = T.Compose([T.ToTensor(), T.Normalize((mean,), (std,))])
+    try:
+        return getattr(tinyconv.data, name)(data_dir, train=train, transform=transform,
+                                            download=False)
+    except tinyconv.data.DataError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def loader(dataset, batch_size, shuffle=False, seed=0):
+    """Batches of NumPy arrays (float32 images, int64 labels), in an order fixed by ``seed``."""
+    return tinyconv.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle,
+                                    generator=seed, collate_fn=lambda x, y: (x, y))
+
+
+def make_twins(model, dtype, device, seed=0):
+    """The tinyconv network (initialised with ``seed``) and its torch twin, same weights."""
+    tinyconv.manual_seed(seed)
+    tiny = SEED_NETWORKS[model][0]().to(np.dtype(dtype))
+    return tiny, to_torch(tiny, dtype=dtype, device=device)
+
+
+def losses(model):
+    kind = DATA[model][3]
+    tiny_fn = F.cross_entropy if kind == "cross_entropy" else F.nll_loss
+    torch_fn = (torch.nn.functional.cross_entropy if kind == "cross_entropy"
+                else torch.nn.functional.nll_loss)
+    return kind, tiny_fn, torch_fn
+
+
+def as_inputs(x, y, dtype, device):
+    x = np.asarray(x, dtype=np.dtype(dtype))
+    y = np.asarray(y, dtype=np.int64)
+    return ((tinyconv.tensor(x), tinyconv.tensor(y)),
+            (torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)))
+
+
+def to_np(t):
+    if isinstance(t, torch.Tensor):
+        return t.detach().cpu().numpy()
+    return np.asarray(t.detach().numpy())
+
+
+def difference(a, b):
+    """(max abs difference, max abs difference / max |b|) of two arrays of the same shape."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: tinyconv {a.shape}, torch {b.shape}")
+    if a.size == 0:
+        return 0.0, 0.0
+    diff = float(np.max(np.abs(a - b)))
+    scale = float(np.max(np.abs(b)))
+    return diff, diff / scale if scale > 0 else (0.0 if diff == 0 else math.inf)
+
+
+def weight_drift(tiny, theirs, with_name=False):
+    """Max |w_tinyconv - w_torch| over every parameter of the twins (and where, on request)."""
+    ours = dict(tiny.named_parameters())
+    drift, where = max((float(np.max(np.abs(to_np(ours[n]).astype(np.float64)
+                                            - to_np(p).astype(np.float64)))), n)
+                       for n, p in theirs.named_parameters())
+    return (drift, where) if with_name else drift
+
+
+def optimizers(name, tiny, theirs, lr, momentum=0.9):
+    if name == "adam":
+        return tinyconv.optim.Adam(tiny.parameters(), lr=lr), torch.optim.Adam(
+            theirs.parameters(), lr=lr)
+    return (tinyconv.optim.SGD(tiny.parameters(), lr=lr, momentum=momentum),
+            torch.optim.SGD(theirs.parameters(), lr=lr, momentum=momentum))
+
+
+def train_step(tiny, theirs, opts, loss_fns, batch, dtype, device):
+    """One optimizer step of both twins on the same batch (dropout masks: the caller's context).
+
+    Returns the two losses as floats.
+    """
+    (x, y), (tx, ty) = as_inputs(*batch, dtype, device)
+    tiny_loss = loss_fns[0](tiny(x), y)
+    torch_loss = loss_fns[1](theirs(tx), ty)
+    for opt in opts:
+        opt.zero_grad()
+    tiny_loss.backward()
+    torch_loss.backward()
+    for opt in opts:
+        opt.step()
+    return float(tiny_loss.item()), float(torch_loss.item())
+
+
+def masks_note(seed):
+    return (f"dropout masks: shared; parity.twins.MaskSource draws each mask once with NumPy "
+            f"(default_rng({seed}), keep = u >= p, scaled by 1/(1-p)) and both twins' Dropout "
+            f"modules apply that same array")
+
+
+# ---------------------------------------------------------------------------------------------
+# compare
+
+
+def compare(args):
+    device = pick_device(args.device)
+    dtype = args.dtype
+    tol = TOLERANCES[dtype]
+    test_set = load_dataset(args.model, args.data_dir, train=False)
+    x, y = next(iter(loader(test_set, args.batch_size)))
+    tiny, theirs = make_twins(args.model, dtype, device, args.seed)
+    kind, tiny_fn, torch_fn = losses(args.model)
+    print(f"parity compare: {args.model}, {dtype}, torch on {device}, one batch of "
+          f"{len(y)} {DATA[args.model][0]} test images, loss {kind}")
+    print(masks_note(args.seed))
+    print(f"diff = max |tinyconv - torch|; rel = diff / max |torch| over the tensor; "
+          f"tolerance on rel for {dtype}: {tol:g}")
+    rows = []
+    source = MaskSource(args.seed)
+    for mode in ("train", "eval"):
+        tiny.train(mode == "train")
+        theirs.train(mode == "train")
+        tiny.zero_grad()
+        theirs.zero_grad()
+        (tx, ty), (px, py) = as_inputs(x, y, dtype, device)
+        with shared_dropout(tiny, theirs, source=source), record_outputs(tiny, theirs) as rec:
+            tiny_loss = tiny_fn(tiny(tx), ty)
+            torch_loss = torch_fn(theirs(px), py)
+        tiny_loss.backward()
+        torch_loss.backward()
+        for name in rec.names():
+            a, b = rec.outputs["tinyconv"][name], rec.outputs["torch"][name]
+            rows.append((mode, "output", name, b.shape, float(np.max(np.abs(b))),
+                         *difference(a, b)))
+        b = to_np(torch_loss)
+        rows.append((mode, "loss", kind, (), float(abs(b)), *difference(to_np(tiny_loss), b)))
+        rows += grad_rows(mode, tiny, theirs, tol)
+    failures = print_table(rows, tol)
+    print(f"\n{len(rows) - failures} of {len(rows)} checks within tolerance ({tol:g}); "
+          f"{source.drawn} dropout mask(s) shared")
+    if any(r[1] == "grad*" for r in rows):
+        print(f"grad*: a gradient that is zero up to rounding (max |torch| < {tol:g} x the "
+              f"network's largest gradient; e.g. a conv bias followed by BatchNorm in train "
+              f"mode): its rel is measured against the network's largest gradient instead")
+    return 1 if failures else 0
+
+
+def grad_rows(mode, tiny, theirs, tol):
+    """Rows (mode, what, name, shape, max|torch|, max abs, rel) for every parameter gradient.
+
+    A gradient below ``tol`` x the network's largest one is zero at this tolerance (a conv bias
+    before train-mode BatchNorm: exactly zero in exact arithmetic); its own scale is rounding
+    noise, so its difference is measured against the network's largest gradient ("grad*").
+    """
+    ours = dict(tiny.named_parameters())
+    pairs = [(name, ours[name].grad, p.grad) for name, p in theirs.named_parameters()]
+    largest = max((float(np.max(np.abs(to_np(b)))) for _, _, b in pairs if b is not None),
+                  default=0.0)
+    rows = []
+    for name, a, b in pairs:
+        if a is None or b is None:
+            rows.append((mode, "grad", name, (), math.nan, math.nan, math.nan))
+            continue
+        a, b = to_np(a), to_np(b)
+        scale = float(np.max(np.abs(b)))
+        diff, rel = difference(a, b)
+        what = "grad"
+        if scale < tol * largest:
+            what, rel = "grad*", diff / largest
+        rows.append((mode, what, name, b.shape, scale, diff, rel))
+    return rows
+
+
+def print_table(rows, tol):
+    header = (f"{'mode':<5} {'what':<6} {'name':<22} {'shape':<18} {'max|torch|':>10} "
+              f"{'max abs':>10} {'rel':>10}  verdict")
+    print("\n" + header + "\n" + "-" * len(header))
+    failures = 0
+    for mode, what, name, shape, scale, diff, rel in rows:
+        ok = rel <= tol
+        failures += not ok
+        shape = "x".join(map(str, shape)) or "scalar"
+        print(f"{mode:<5} {what:<6} {name:<22} {shape:<18} {scale:>10.3e} {diff:>10.2e} "
+              f"{rel:>10.2e}  {'ok' if ok else 'FAIL'}")
+    return failures
+
+
+# ---------------------------------------------------------------------------------------------
+# lockstep
+
+
+def lockstep(args):
+    device = pick_device(args.device)
+    dtype = args.dtype
+    train_set = load_dataset(args.model, args.data_dir, train=True)
+    batches = loader(train_set, args.batch_size, shuffle=True, seed=args.seed)
+    tiny, theirs = make_twins(args.model, dtype, device, args.seed)
+    tiny.train()
+    theirs.train()
+    _, tiny_fn, torch_fn = losses(args.model)
+    opts = optimizers(args.optimizer, tiny, theirs, args.lr)
+    target = LOCKSTEP_TARGETS[dtype]
+    print(f"parity lockstep: {args.model}, {dtype}, {args.optimizer} lr {args.lr:g}, batch "
+          f"{args.batch_size}, {args.steps} steps, torch on {device}")
+    print(masks_note(args.seed))
+    print("rel gap = |loss_tinyconv - loss_torch| / |loss_torch|; drift = max |w_tinyconv - "
+          "w_torch| over all parameters after the step\n")
+    print(f"{'step':>5} {'loss tinyconv':>16} {'loss torch':>16} {'abs gap':>10} {'rel gap':>10} "
+          f"{'drift':>10}  (largest in)")
+    history = []
+    source = MaskSource(args.seed)
+    start = time.perf_counter()
+    stream = _cycle(batches)
+    with shared_dropout(tiny, theirs, source=source):
+        for step in range(1, args.steps + 1):
+            a, b = train_step(tiny, theirs, opts, (tiny_fn, torch_fn), next(stream), dtype,
+                              device)
+            gap = abs(a - b)
+            drift, where = weight_drift(tiny, theirs, with_name=True)
+            entry = dict(step=step, loss_tinyconv=a, loss_torch=b, abs_gap=gap,
+                         rel_gap=gap / abs(b) if b else gap, drift=drift, drift_param=where)
+            history.append(entry)
+            if step in _report_steps(args.steps) or not math.isfinite(a + b):
+                print(f"{step:>5} {a:>16.10f} {b:>16.10f} {gap:>10.2e} {entry['rel_gap']:>10.2e} "
+                      f"{drift:>10.2e}  {where}")
+            if not math.isfinite(a + b):
+                print("a loss is not finite: stopping")
+                break
+    elapsed = time.perf_counter() - start
+    summary = summarize(history, target)
+    summary.update(model=args.model, dtype=dtype, optimizer=args.optimizer, lr=args.lr,
+                   batch_size=args.batch_size, steps=len(history), device=str(device),
+                   seed=args.seed, seconds=round(elapsed, 1), masks_shared=source.drawn)
+    print(f"\nmax rel gap {summary['max_rel_gap']:.2e} (at step {summary['max_rel_gap_step']}); "
+          f"max rel gap over steps 1-10: {summary['max_rel_gap_by_step'].get('10', math.nan):.2e}"
+          f", final drift {summary['final_drift']:.2e}; target {target:g}: "
+          f"{'met' if summary['target_met'] else 'NOT met'}")
+    print("growth of the max rel gap so far: " + ", ".join(
+        f"<= step {k}: {v:.2e}" for k, v in summary["max_rel_gap_by_step"].items()))
+    out = args.out or os.path.join("runs", "parity", f"lockstep-{args.model}-{dtype}")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "lockstep.json"), "w") as f:
+        json.dump({"summary": summary, "history": history}, f, indent=1)
+    plot_lockstep(history, summary, os.path.join(out, "lockstep.png"))
+    print(f"wrote {out}/lockstep.json and {out}/lockstep.png ({elapsed:.0f} s)")
+    return 0 if summary["target_met"] else 1
+
+
+def _cycle(batches):
+    while True:
+        yield from batches
+
+
+def _report_steps(steps):
+    marks = {1, 2, 5, steps}
+    for k in (10, 20, 50, 100, 150, 200, 300, 500, 1000):
+        marks.add(k)
+    return {s for s in marks if s <= steps}
+
+
+def summarize(history, target):
+    rel = np.array([h["rel_gap"] for h in history])
+    by_step = {}
+    for k in sorted(_report_steps(len(history))):
+        by_step[str(k)] = float(np.max(rel[:k]))
+    worst = int(np.argmax(rel))
+    return dict(max_rel_gap=float(rel.max()), max_rel_gap_step=worst + 1,
+                max_abs_gap=float(max(h["abs_gap"] for h in history)),
+                final_drift=history[-1]["drift"], max_drift=max(h["drift"] for h in history),
+                max_rel_gap_by_step=by_step, target=target,
+                target_met=bool(rel.max() <= target))
+
+
+def plot_lockstep(history, summary, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    steps = [h["step"] for h in history]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6.5), sharex=True)
+    top.plot(steps, [h["loss_tinyconv"] for h in history], label="tinyconv")
+    top.plot(steps, [h["loss_torch"] for h in history], "--", label="torch")
+    top.set_ylabel("training loss")
+    top.set_title(f"lockstep {summary['model']} {summary['dtype']} ({summary['optimizer']})")
+    top.legend()
+    top.grid(alpha=0.3)
+    def positive(key):  # a gap of exactly 0 has no place on a log scale: leave it out
+        return [h[key] if h[key] > 0 else math.nan for h in history]
+
+    bottom.semilogy(steps, positive("rel_gap"), label="rel loss gap")
+    bottom.semilogy(steps, positive("drift"), label="weight drift (max abs)")
+    bottom.axhline(summary["target"], color="grey", ls=":", label=f"target {summary['target']:g}")
+    bottom.set_xlabel("step")
+    bottom.legend()
+    bottom.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# accuracy
+
+
+def accuracy(args):
+    device = pick_device(args.device)
+    dtype = args.dtype
+    train_set = load_dataset(args.model, args.data_dir, train=True)
+    test_set = load_dataset(args.model, args.data_dir, train=False)
+    if args.limit_train:
+        order = np.random.default_rng(args.seed).permutation(len(train_set))[:args.limit_train]
+        train_set = tinyconv.data.Subset(train_set, np.sort(order))
+    batches = loader(train_set, args.batch_size, shuffle=True, seed=args.seed)
+    tiny, theirs = make_twins(args.model, dtype, device, args.seed)
+    _, tiny_fn, torch_fn = losses(args.model)
+    opts = optimizers(args.optimizer, tiny, theirs, args.lr)
+    print(f"parity accuracy: {args.model}, {dtype}, {args.optimizer} lr {args.lr:g}, batch "
+          f"{args.batch_size}, {args.epochs} epoch(s) on {len(train_set)} training images, "
+          f"torch on {device}; same initial weights (seed {args.seed}), same batch order")
+    print(masks_note(args.seed))
+    source = MaskSource(args.seed)
+    results = []
+    for epoch in range(1, args.epochs + 1):
+        tiny.train()
+        theirs.train()
+        sums, seen, start = np.zeros(2), 0, time.perf_counter()
+        with shared_dropout(tiny, theirs, source=source):
+            for batch in batches:
+                a, b = train_step(tiny, theirs, opts, (tiny_fn, torch_fn), batch, dtype, device)
+                sums += np.array([a, b]) * len(batch[1])
+                seen += len(batch[1])
+        acc, agree = evaluate(tiny, theirs, test_set, dtype, device)
+        train_loss = sums / seen
+        results.append(dict(epoch=epoch, train_loss_tinyconv=train_loss[0],
+                            train_loss_torch=train_loss[1], test_acc_tinyconv=acc[0],
+                            test_acc_torch=acc[1], prediction_agreement=agree,
+                            drift=weight_drift(tiny, theirs)))
+        print(f"epoch {epoch}: train loss tinyconv {train_loss[0]:.4f} torch {train_loss[1]:.4f}"
+              f"; test accuracy tinyconv {acc[0]:.2f}% torch {acc[1]:.2f}% (gap "
+              f"{acc[0] - acc[1]:+.2f} points); same prediction on {agree:.2f}% of the test "
+              f"images; weight drift {results[-1]['drift']:.2e} "
+              f"({time.perf_counter() - start:.0f} s)")
+    ours, theirs = results[-1]["test_acc_tinyconv"], results[-1]["test_acc_torch"]
+    print(f"\nfinal test accuracy: tinyconv {ours:.2f}%, torch {theirs:.2f}%, gap "
+          f"{ours - theirs:+.2f} points")
+    return 0
+
+
+def evaluate(tiny, theirs, test_set, dtype, device):
+    tiny.eval()
+    theirs.eval()
+    correct, agree, seen = np.zeros(2), 0, 0
+    with tinyconv.no_grad(), torch.no_grad():
+        for x, y in loader(test_set, 1000):
+            (tx, _), (px, _) = as_inputs(x, y, dtype, device)
+            p1 = np.argmax(to_np(tiny(tx)), 1)
+            p2 = np.argmax(to_np(theirs(px)), 1)
+            correct += [np.sum(p1 == y), np.sum(p2 == y)]
+            agree += int(np.sum(p1 == p2))
+            seen += len(y)
+    return 100.0 * correct / seen, 100.0 * agree / seen
+
+
+# ---------------------------------------------------------------------------------------------
+# argument parsing
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m parity", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p, dtype_default):
+        p.add_argument("--model", choices=sorted(SEED_NETWORKS), default="fashioncnn")
+        p.add_argument("--dtype", choices=["float32", "float64"], default=dtype_default)
+        p.add_argument("--device", default=None,
+                       help="torch side: cuda or cpu (default: cuda when available)")
+        p.add_argument("--batch-size", type=int, default=64)
+        p.add_argument("--data-dir", default=None,
+                       help="data root (default: $TINYCONV_DATA, else ./data)")
+        p.add_argument("--seed", type=int, default=0,
+                       help="initial weights (tinyconv), batch order and dropout masks")
+
+    def training(p):
+        p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+        p.add_argument("--lr", type=float, default=1e-3)
+
+    p = sub.add_parser("compare", help="one batch, forward and backward, layer by layer")
+    common(p, "float64")
+    p = sub.add_parser("lockstep", help="train both twins step by step; loss gap and drift")
+    common(p, "float64")
+    training(p)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--out", default=None,
+                   help="folder for lockstep.json and lockstep.png "
+                        "(default runs/parity/lockstep-MODEL-DTYPE)")
+    p = sub.add_parser("accuracy", help="train both, then compare test accuracies")
+    common(p, "float32")
+    training(p)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--limit-train", type=int, default=None, metavar="N",
+                   help="train on a random subset of N images")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    for name in ("batch_size", "steps", "epochs", "limit_train"):
+        if getattr(args, name, 1) is not None and getattr(args, name, 1) < 1:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive")
+    command = {"compare": compare, "lockstep": lockstep, "accuracy": accuracy}[args.command]
+    return command(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
