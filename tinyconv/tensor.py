@@ -104,7 +104,7 @@ def _as_array(data, dtype=None):
     return arr
 
 
-def _operand(x, like):
+def _operand(x):
     """The array behind a Tensor, or a Python number / array as an array of ``like``'s kind."""
     if isinstance(x, Tensor):
         return x
@@ -129,7 +129,7 @@ def _promoted(a, b, divide=False):
     for a Python float) and divides integers in float32; NumPy would give float64 in all these
     cases (e.g. ``int64 tensor * 1.5``, ``int64 / int64``).
     """
-    a, b = _operand(a, b), _operand(b, a)
+    a, b = _operand(a), _operand(b)
     fa, fb = _float_dtype(a), _float_dtype(b)
     if divide and fa is None and fb is None:
         fa = fb = default_float
@@ -430,10 +430,10 @@ class Tensor:
         return self
 
     def __matmul__(self, other):
-        return MM.MatMul.apply(self, _operand(other, self))
+        return MM.MatMul.apply(self, _operand(other))
 
     def __rmatmul__(self, other):  # other @ self
-        return MM.MatMul.apply(_operand(other, self), self)
+        return MM.MatMul.apply(_operand(other), self)
 
     def __abs__(self):
         return E.Abs.apply(self)
