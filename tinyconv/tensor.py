@@ -105,7 +105,7 @@ def _as_array(data, dtype=None):
 
 
 def _operand(x):
-    """A Tensor as it is, a Python or NumPy scalar as a Python number, anything else as a Tensor."""
+    """A Tensor as is, a Python or NumPy scalar as a Python number, anything else as a Tensor."""
     if isinstance(x, Tensor):
         return x
     if isinstance(x, np.generic):
