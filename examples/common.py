@@ -120,10 +120,14 @@ def mnist_transform(mean, std):
     return T.Compose([T.ToTensor(), T.Normalize((mean,), (std,))])
 
 
-def load_datasets(dataset_cls, data_dir, transform, limit_train=None, seed=0, limit_test=None):
-    """Train and test sets; a clear message (no traceback) when the files can't be found."""
+def load_datasets(dataset_cls, data_dir, transform, limit_train=None, seed=0, limit_test=None,
+                  train_transform=None):
+    """Train and test sets; a clear message (no traceback) when the files can't be found.
+
+    ``train_transform`` (e.g. with augmentation) replaces ``transform`` for the training set.
+    """
     try:
-        train = dataset_cls(root=data_dir, train=True, transform=transform)
+        train = dataset_cls(root=data_dir, train=True, transform=train_transform or transform)
         test = dataset_cls(root=data_dir, train=False, transform=transform)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -283,6 +287,12 @@ def add_common_args(parser: argparse.ArgumentParser, default_epochs: int, models
                         help="continue training from a checkpoint written by this script")
     parser.add_argument("--evaluate", default=None, metavar="CKPT",
                         help="only evaluate a checkpoint (from either backend) on the test set")
+    parser.add_argument("--augment", action="store_true",
+                        help="random augmentation of the training images (see the example)")
+    parser.add_argument("--scheduler", choices=["none", "cosine", "step"], default="none",
+                        help="learning-rate schedule, stepped once per epoch (cosine: "
+                             "CosineAnnealingLR(T_max=epochs); step: x0.1 every --step-size)")
+    parser.add_argument("--step-size", type=int, default=5, help="epochs between StepLR decays")
     parser.add_argument("--export-onnx", default=None, metavar="PATH",
                         help="after training, export the model to ONNX (needs: pip install "
                              "'.[onnx]')")
@@ -299,23 +309,55 @@ def set_threads(backend, threads):
         backend.lib.set_num_threads(threads)
 
 
-def run(args, *, title, dataset_cls, transform, criterion_name="cross_entropy"):
-    """Train (or resume, or only evaluate) ``args.model`` and write everything to ``args.out``."""
+def augmented(transform, augmentations):
+    """``transform`` (a Compose starting with ToTensor) with ``augmentations`` after ToTensor."""
+    steps = list(transform.transforms)
+    return T.Compose(steps[:1] + list(augmentations) + steps[1:])
+
+
+def make_scheduler(backend, name, optimizer, epochs, step_size):
+    """One scheduler step per epoch: cosine over all epochs, or x0.1 every ``step_size``."""
+    if name == "none":
+        return None
+    schedulers = backend.lib.optim.lr_scheduler
+    if name == "cosine":
+        return schedulers.CosineAnnealingLR(optimizer, T_max=epochs)
+    if name == "step":
+        return schedulers.StepLR(optimizer, step_size=step_size, gamma=0.1)
+    raise SystemExit(f"error: unknown scheduler {name!r}: choose none, cosine or step")
+
+
+def run(args, *, title, dataset_cls, transform, criterion_name="cross_entropy",
+        augmentations=None):
+    """Train (or resume, or only evaluate) ``args.model`` and write everything to ``args.out``.
+
+    ``augmentations(generator)`` returns the random transforms used with ``--augment``; they draw
+    from one generator whose state is saved in the checkpoint, so a resumed run continues with
+    the same random crops, flips and rotations.
+    """
     backend = Backend(args.backend, args.device)
     set_threads(backend, args.threads)
     lib, device = backend.lib, backend.device
+    augment_rng = np.random.default_rng(args.seed + 1)
+    train_transform = None
+    if getattr(args, "augment", False):
+        if augmentations is None:
+            raise SystemExit("error: --augment is not available for this example")
+        train_transform = augmented(transform, augmentations(augment_rng))
     train_set, test_set = load_datasets(dataset_cls, args.data_dir, transform, args.limit_train,
-                                        args.seed, args.limit_test)
+                                        args.seed, args.limit_test, train_transform)
     class_names = list(dataset_cls.classes)
     model = backend.build(args.model, args.seed)
     criterion = (lib.nn.CrossEntropyLoss() if criterion_name == "cross_entropy"
                  else lib.nn.NLLLoss())
     optimizer = backend.optimizer(args.optimizer, model.parameters(), args.lr, args.momentum)
+    scheduler = make_scheduler(backend, args.scheduler, optimizer, args.epochs, args.step_size)
     train_loader = backend.loader(train_set, args.batch_size, shuffle=True, seed=args.seed)
     test_loader = backend.loader(test_set, args.test_batch_size)
     out_dir = args.out or os.path.join("runs", f"{args.model}-{args.backend}")
     os.makedirs(out_dir, exist_ok=True)
     ckpt_path = os.path.join(out_dir, "checkpoint.npz")
+    best_path = os.path.join(out_dir, "best.npz")
 
     if args.evaluate:
         ckpt = _load_checkpoint(args.evaluate)
@@ -332,6 +374,11 @@ def run(args, *, title, dataset_cls, transform, criterion_name="cross_entropy"):
         optimizer.load_state_dict(backend.optimizer_state_from_numpy(ckpt["optimizer"]))
         backend.set_rng_state(ckpt["rng"])
         train_loader.generator.bit_generator.state = ckpt["loader_rng"]
+        augment_rng.bit_generator.state = ckpt["augment_rng"]
+        if scheduler is not None:
+            if ckpt.get("scheduler") is None:
+                raise SystemExit(f"error: {args.resume} was written without --scheduler")
+            scheduler.load_state_dict(ckpt["scheduler"])
         history, start_epoch = list(ckpt["history"]), int(ckpt["epoch"]) + 1
         print(f"resumed from {args.resume} after epoch {ckpt['epoch']}")
 
@@ -347,19 +394,27 @@ def run(args, *, title, dataset_cls, transform, criterion_name="cross_entropy"):
             train_loss, train_acc, img_s = train_epoch(
                 model, train_loader, criterion, optimizer, lib, device,
                 desc=f"epoch {epoch}/{args.epochs}")
+            lr = optimizer.param_groups[0]["lr"]
+            if scheduler is not None:
+                scheduler.step()
             test_loss, test_acc, confusion = evaluate(model, test_loader, criterion, lib, device)
             seconds = time.perf_counter() - t0
             history.append(dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc,
                                 test_loss=test_loss, test_acc=test_acc, seconds=seconds,
-                                train_images_per_s=img_s))
+                                train_images_per_s=img_s, lr=lr))
             print(f"epoch {epoch:>3}/{args.epochs}  train loss {train_loss:.4f} acc "
                   f"{train_acc:6.2f}%  |  test loss {test_loss:.4f} acc {test_acc:6.2f}%  |  "
-                  f"{seconds:5.1f} s ({img_s:,.0f} img/s)", flush=True)
-            tinyconv.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                           "epoch": epoch, "history": history, "rng": backend.rng_state(),
-                           "loader_rng": train_loader.generator.bit_generator.state,
-                           "backend": args.backend, "model_name": args.model,
-                           "args": vars(args)}, ckpt_path)
+                  f"{seconds:5.1f} s ({img_s:,.0f} img/s)"
+                  + (f"  lr {lr:.2e}" if scheduler is not None else ""), flush=True)
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                     "epoch": epoch, "history": history, "rng": backend.rng_state(),
+                     "loader_rng": train_loader.generator.bit_generator.state,
+                     "augment_rng": augment_rng.bit_generator.state,
+                     "backend": args.backend, "model_name": args.model, "args": vars(args)}
+            tinyconv.save(state, ckpt_path)
+            if test_acc >= max(h["test_acc"] for h in history):
+                tinyconv.save(state, best_path)  # the best epoch so far, by test accuracy
     except KeyboardInterrupt:
         done = history[-1]["epoch"] if history else start_epoch - 1
         print(f"\ninterrupted; the last checkpoint (after epoch {done}) is intact: {ckpt_path}\n"

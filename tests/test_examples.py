@@ -5,8 +5,10 @@ The long ones are marked slow: CI runs them in its second pytest call (``pytest 
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -104,3 +106,37 @@ def test_fc_vs_cnn_experiment_runs_and_prints_the_table(tmp_path):
     assert "| CNN(6) | 6,422 |" in proc.stdout
     results = json.loads((tmp_path / "metrics.json").read_text())["results"]
     assert len(results) == 4
+
+
+@needs_data
+def test_augment_and_scheduler_resume_exactly_and_keep_the_best(tmp_path):
+    common = ["--model", "deepfashioncnn", "--augment", "--scheduler", "cosine",
+              "--limit-train", "320", "--limit-test", "200", "--seed", "2", "--epochs", "3"]
+    run_example("fashion.py", *common, "--out", str(tmp_path / "a"))
+    straight = json.loads((tmp_path / "a" / "metrics.json").read_text())["history"]
+    assert [round(h["lr"], 12) for h in straight] == [1e-3, 7.5e-4, 2.5e-4]  # cosine, T_max 3
+    best = tinyconv_load(tmp_path / "a" / "best.npz")
+    assert best["history"][-1]["test_acc"] == max(h["test_acc"] for h in straight)
+
+    # Interrupt the same 3-epoch run (Ctrl-C) once its first checkpoint exists, then resume:
+    # the schedule (T_max 3) and the augmentation's random state continue where they were.
+    out_b = tmp_path / "b"
+    env = dict(os.environ, TINYCONV_DATA=DATA, PYTHONWARNINGS="ignore")
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "examples", "fashion.py"),
+                             *common, "--out", str(out_b)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    while not (out_b / "checkpoint.npz").exists() and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=300)
+    run_example("fashion.py", *common, "--out", str(out_b), "--resume",
+                str(out_b / "checkpoint.npz"))
+    resumed = json.loads((out_b / "metrics.json").read_text())["history"]
+    for a, b in zip(straight, resumed):
+        for key in ("train_loss", "train_acc", "test_loss", "test_acc", "lr"):
+            assert a[key] == pytest.approx(b[key], rel=1e-6), (key, a, b)
+
+
+def tinyconv_load(path):
+    import tinyconv
+    return tinyconv.load(path)
