@@ -31,6 +31,11 @@ from tinyconv.data import transforms as T  # noqa: E402
 warnings.filterwarnings("ignore", message=".*dropout2d.*")
 
 
+def networks(models):
+    """name -> (constructor, input shape) of every network of a models module (either backend)."""
+    return {**models.SEED_NETWORKS, **models.COLOUR_NETWORKS}
+
+
 class Backend:
     """The framework the example runs on: its module (``lib``), models, device and data plumbing."""
 
@@ -71,12 +76,12 @@ class Backend:
         """The network, initialised by tinyconv with ``seed``; the torch twin gets those weights,
         so that both backends start from the same point."""
         tinyconv.manual_seed(seed)
-        ctor, _ = tinyconv.models.SEED_NETWORKS[model_name]
+        ctor, _ = networks(tinyconv.models)[model_name]
         reference = ctor()
         if self.name == "tinyconv":
             return reference
         self.lib.manual_seed(seed)
-        twin = {n: c for n, (c, _) in self.models.SEED_NETWORKS.items()}[model_name]()
+        twin = networks(self.models)[model_name][0]()
         self.load_state(twin, reference.state_dict())
         return twin.to(self.device)
 
@@ -452,7 +457,7 @@ def export_onnx(backend, model, model_name, path):
         print(f"error: --export-onnx needs the onnx package ({exc}); pip install -e '.[onnx]'",
               file=sys.stderr)
         raise SystemExit(2) from None
-    ctor, shape = tinyconv.models.SEED_NETWORKS[model_name]
+    ctor, shape = networks(tinyconv.models)[model_name]
     twin = model
     if backend.name != "tinyconv":
         twin = ctor()

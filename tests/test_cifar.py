@@ -178,3 +178,40 @@ def test_restricted_load_accepts_plain_structures():
     out = restricted_load(blob, "mem")  # bytes keys come back as str
     assert out["a"] == [1, 2.5, b"x"]
     np.testing.assert_array_equal(out["arr"], [0, 1, 2])
+
+
+def test_cifar10_example_trains_both_backends_on_generated_files(tmp_path, monkeypatch):
+    """examples/cifar10.py end to end on small files (the real set can't be downloaded here)."""
+    import json
+    import sys
+
+    folder = tmp_path / "data" / "cifar-10-batches-py"
+    write_batches(folder, n_per_batch=40)
+    resources = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+    monkeypatch.setattr(CIFAR10, "resources", resources)
+    monkeypatch.setattr(CIFAR10, "num_samples", {"train": 200, "test": 40})
+    examples = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "examples")
+    monkeypatch.syspath_prepend(examples)
+    sys.modules.pop("cifar10", None)
+    import cifar10
+
+    backends = ["tinyconv"] + (["torch"] if _has_torch() else [])
+    for backend in backends:
+        out = tmp_path / backend
+        cifar10.main(["--backend", backend, "--device", "cpu", "--epochs", "1", "--augment",
+                      "--data-dir", str(tmp_path / "data"), "--out", str(out),
+                      "--test-batch-size", "16"])
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["model"] == "lenet" and len(metrics["history"]) == 1
+        assert np.array(metrics["confusion_matrix"]).sum() == 40
+        for name in ("class_distribution.png", "samples.png", "checkpoint.npz", "best.npz"):
+            assert (out / name).stat().st_size > 0, name
+
+
+def _has_torch():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
