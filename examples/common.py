@@ -366,7 +366,14 @@ def run(args, *, title, dataset_cls, transform, criterion_name="cross_entropy",
 
     if args.evaluate:
         ckpt = _load_checkpoint(args.evaluate)
-        backend.load_state(model, ckpt["model"])
+        if "model" not in ckpt:  # a bare state_dict, e.g. tinyconv.save(model.state_dict(), p)
+            ckpt = {"model": ckpt}
+        try:
+            backend.load_state(model, ckpt["model"])
+        except (ValueError, RuntimeError, TypeError) as exc:
+            print(f"error: {args.evaluate} does not hold a {args.model} state_dict: {exc}",
+                  file=sys.stderr)
+            raise SystemExit(2) from None
         test_loss, test_acc, confusion = evaluate(model, test_loader, criterion, lib, device)
         print(f"{args.evaluate} (written by the {ckpt.get('backend', '?')} backend), evaluated "
               f"with {args.backend}: test loss {test_loss:.4f}, test accuracy {test_acc:.2f}%")
@@ -375,6 +382,13 @@ def run(args, *, title, dataset_cls, transform, criterion_name="cross_entropy",
     history, start_epoch = [], 1
     if args.resume:
         ckpt = _load_checkpoint(args.resume)
+        missing = {"model", "optimizer", "epoch", "history", "rng", "loader_rng",
+                   "augment_rng"} - set(ckpt)
+        if missing:
+            print(f"error: {args.resume} is not a training checkpoint of this script (missing "
+                  f"{', '.join(sorted(missing))}); --evaluate reads bare state_dicts",
+                  file=sys.stderr)
+            raise SystemExit(2)
         backend.load_state(model, ckpt["model"])
         optimizer.load_state_dict(backend.optimizer_state_from_numpy(ckpt["optimizer"]))
         backend.set_rng_state(ckpt["rng"])
@@ -468,7 +482,11 @@ def export_onnx(backend, model, model_name, path):
 
 def _load_checkpoint(path):
     try:
-        return tinyconv.load(path)
+        ckpt = tinyconv.load(path)
+        if not isinstance(ckpt, dict):
+            raise tinyconv.CheckpointError(f"{path}: expected a dict, found "
+                                           f"{type(ckpt).__name__}")
+        return ckpt
     except (tinyconv.CheckpointError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
