@@ -39,13 +39,21 @@ HYP = settings(max_examples=40, deadline=None, database=None)
 
 @st.composite
 def conv_geometry(draw, max_side=7):
-    """(x_shape, kh, kw, stride, padding, dilation) with at least one output position."""
+    """(x_shape, kh, kw, stride, padding, dilation) with at least one output position.
+
+    Half of them are "same" convolutions (stride 1, no dilation, padding (K - 1) / 2), which
+    im2col and col2im send down their own, faster loops.
+    """
     N = draw(st.integers(1, 2))
     C = draw(st.integers(1, 3))
-    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
-    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    if draw(st.booleans(), label="same"):
+        kh, kw = draw(st.sampled_from([1, 3, 5])), draw(st.sampled_from([1, 3, 5]))
+        stride, padding, dilation = (1, 1), ((kh - 1) // 2, (kw - 1) // 2), (1, 1)
+    else:
+        kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+        stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+        padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+        dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     # the padded input must hold one dilated kernel
     min_h = max(1, dilation[0] * (kh - 1) + 1 - 2 * padding[0])
     min_w = max(1, dilation[1] * (kw - 1) + 1 - 2 * padding[1])
@@ -251,6 +259,26 @@ def test_maxpool2d_backward_equals_reference(geom, dtype, data):
     sent = np.where(idx >= 0, gy, 0).sum(axis=(2, 3), dtype=np.float64)
     np.testing.assert_allclose(gx.sum(axis=(2, 3), dtype=np.float64), sent, rtol=1e-5,
                                atol=1e-5)
+
+
+@HYP
+@given(k=st.sampled_from([(2, 2), (3, 3), (2, 3), (1, 1)]), n=st.integers(1, 3),
+       c=st.integers(1, 3), extra=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+       dtype=st.sampled_from(DTYPES), nan_frac=st.sampled_from([0.0, 0.2, 0.6]), data=st.data())
+def test_maxpool2d_tiled_fast_path_equals_reference(k, n, c, extra, dtype, nan_frac, data):
+    # windows that tile the input (stride == kernel, no padding) take their own loops, the 2x2
+    # case its own again; rows/columns left over past the last whole window are ignored
+    kh, kw = k
+    OH, OW = data.draw(st.integers(1, 4), label="OH"), data.draw(st.integers(1, 4), label="OW")
+    x_shape = (n, c, OH * kh + extra[0] % kh, OW * kw + extra[1] % kw)
+    x = draw_array(data, x_shape, dtype, ties=True)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="nan seed"))
+    x = np.where(rng.random(x_shape) < nan_frac, np.nan, x).astype(dtype)
+    args = (kh, kw, (kh, kw), (0, 0), (1, 1), OH, OW)
+    y, idx = maxpool2d_forward(x, *args)
+    y_ref, idx_ref = maxpool2d_forward_reference(x, *args)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(idx, idx_ref)
 
 
 def torch_max_pool(x, kh, kw, stride, padding, dilation, ceil_mode):

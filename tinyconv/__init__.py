@@ -20,6 +20,7 @@ if "NUMBA_THREADING_LAYER" not in _os.environ:
 
 import numpy as _np
 
+from tinyconv import _malloc  # noqa: F401 - keeps freed buffers for the next step (see there)
 from tinyconv import autograd, nn, optim  # noqa: F401
 from tinyconv import random as _random
 from tinyconv.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled

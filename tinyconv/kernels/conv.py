@@ -159,6 +159,72 @@ def _col2im_loops(cols, x, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW):
                         x[n, c, h, ow * sw + w0] += row[seg + ow]
 
 
+# "Same" convolutions (stride 1, no dilation, padding (K - 1) / 2, so OH = H and OW = W), the
+# shape of every 3x3 layer of the seed networks, have a faster route. Read one input plane and one
+# column-matrix segment as flat arrays of H*W pixels: tap (i, j) of output pixel q = oh*W + ow
+# is input pixel q + shift, shift = (i - PH)*W + (j - PW), the same for every q. So a segment is
+# ONE shifted copy of the plane (zeros where q + shift leaves the plane: the rows above or below),
+# instead of OH short row copies; only the taps that fall left or right of the image, which the
+# flat shift wraps round to the neighbouring row, are set to 0 afterwards. The copy loops run
+# over two pre-sliced views with the same index, which LLVM turns into vector copies.
+
+
+def _is_same_conv(H, W, kh, kw, stride, padding, dilation, OH, OW):
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    return ((sh, sw, dh, dw) == (1, 1, 1, 1) and 2 * ph == kh - 1 and 2 * pw == kw - 1
+            and (OH, OW) == (H, W))
+
+
+@njit(cache=True, parallel=True)
+def _im2col_same_loops(x, cols, kh, kw, ph, pw):
+    N, C, H, W = x.shape
+    HW = H * W
+    planes = x.reshape(N * C, HW)
+    for task in prange(C * kh * kw * N):  # one (row r = (c, i, j), sample n) segment per task
+        r, n = task // N, task % N
+        c, i, j = r // (kh * kw), (r // kw) % kh, r % kw
+        out = cols[r, n * HW:(n + 1) * HW]
+        plane = planes[n * C + c]
+        shift = (i - ph) * W + (j - pw)
+        lo, hi = max(0, -shift), min(HW, HW - shift)  # q + shift inside the plane
+        out[:lo] = 0
+        dst, src = out[lo:hi], plane[lo + shift:hi + shift]
+        for q in range(hi - lo):
+            dst[q] = src[q]
+        out[hi:] = 0
+        for ow in range(max(0, pw - j)):  # taps left of the image
+            for oh in range(H):
+                out[oh * W + ow] = 0
+        for ow in range(min(W, W + pw - j), W):  # taps right of it
+            for oh in range(H):
+                out[oh * W + ow] = 0
+
+
+@njit(cache=True, parallel=True)
+def _col2im_same_loops(cols, x, kh, kw, ph, pw):
+    N, C, H, W = x.shape
+    HW = H * W
+    planes = x.reshape(N * C, HW)
+    # inside[j, q]: tap column j of output pixel q lies inside the image (the flat shift did not
+    # wrap it round to the neighbouring row). A select, not a multiply: 0 * inf would be NaN.
+    inside = np.empty((kw, HW), dtype=np.bool_)
+    for j in range(kw):
+        for q in range(HW):
+            inside[j, q] = 0 <= q % W + j - pw < W
+    zero = cols.dtype.type(0)
+    for task in prange(N * C):  # planes are disjoint: threads never write the same pixel
+        n, c = task // C, task % C
+        plane = planes[task]
+        for i in range(kh):
+            for j in range(kw):
+                seg = cols[(c * kh + i) * kw + j, n * HW:(n + 1) * HW]
+                shift = (i - ph) * W + (j - pw)
+                lo, hi = max(0, -shift), min(HW, HW - shift)
+                dst, src, keep = plane[lo + shift:hi + shift], seg[lo:hi], inside[j, lo:hi]
+                for q in range(hi - lo):
+                    dst[q] += src[q] if keep[q] else zero
+
+
 def im2col(x, kh, kw, stride=(1, 1), padding=(0, 0), dilation=(1, 1), out_size=None):
     """(N, C, H, W) -> (C*KH*KW, N*OH*OW); see the module docstring.
 
@@ -169,7 +235,11 @@ def im2col(x, kh, kw, stride=(1, 1), padding=(0, 0), dilation=(1, 1), out_size=N
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     OH, OW = out_size or (conv_out_size(H, kh, sh, ph, dh), conv_out_size(W, kw, sw, pw, dw))
     cols = np.empty((C * kh * kw, N * OH * OW), dtype=x.dtype)
-    _im2col_loops(np.ascontiguousarray(x), cols, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW)
+    x = np.ascontiguousarray(x)
+    if _is_same_conv(H, W, kh, kw, stride, padding, dilation, OH, OW):
+        _im2col_same_loops(x, cols, kh, kw, ph, pw)
+    else:
+        _im2col_loops(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW)
     return cols
 
 
@@ -180,5 +250,9 @@ def col2im(cols, x_shape, kh, kw, stride=(1, 1), padding=(0, 0), dilation=(1, 1)
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     OH, OW = out_size or (conv_out_size(H, kh, sh, ph, dh), conv_out_size(W, kw, sw, pw, dw))
     x = np.zeros(x_shape, dtype=cols.dtype)
-    _col2im_loops(np.ascontiguousarray(cols), x, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW)
+    cols = np.ascontiguousarray(cols)
+    if _is_same_conv(H, W, kh, kw, stride, padding, dilation, OH, OW):
+        _col2im_same_loops(cols, x, kh, kw, ph, pw)
+    else:
+        _col2im_loops(cols, x, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW)
     return x

@@ -106,13 +106,72 @@ def _maxpool2d_backward_loops(gy, idx, gx):
                 gx_rows[p, k] += gy_rows[p, q]
 
 
+@njit(cache=True, parallel=True)
+def _maxpool2d_tiled_loops(x, y, idx, kh, kw):
+    # Windows that tile the input (stride == kernel, no padding, no dilation): every window
+    # lies inside, so there are no bounds tests, and each input pixel is read once.
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2], y.shape[3]
+    for p in prange(N * C):
+        n, c = p // C, p % C
+        for oh in range(OH):
+            for ow in range(OW):
+                h0, w0 = oh * kh, ow * kw
+                best = x[n, c, h0, w0]
+                best_at = h0 * W + w0
+                for i in range(kh):
+                    for j in range(kw):
+                        v = x[n, c, h0 + i, w0 + j]
+                        if v > best or v != v:
+                            best = v
+                            best_at = (h0 + i) * W + w0 + j
+                y[n, c, oh, ow] = best
+                idx[n, c, oh, ow] = best_at
+
+
+@njit(cache=True, parallel=True)
+def _maxpool2d_2x2_loops(x, y, idx):
+    # The 2x2 / stride 2 case of _maxpool2d_tiled_loops written out: the four candidates in
+    # window order (top-left, top-right, bottom-left, bottom-right), each compare a select
+    # rather than a branch, so the loop does not stall on unpredictable comparisons.
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2], y.shape[3]
+    for p in prange(N * C):
+        n, c = p // C, p % C
+        for oh in range(OH):
+            top, bottom = x[n, c, 2 * oh], x[n, c, 2 * oh + 1]
+            y_row, idx_row = y[n, c, oh], idx[n, c, oh]
+            row_start = 2 * oh * W
+            for ow in range(OW):
+                best, at = top[2 * ow], 0
+                v = top[2 * ow + 1]
+                win = v > best or v != v
+                best, at = (v, 1) if win else (best, at)
+                v = bottom[2 * ow]
+                win = v > best or v != v
+                best, at = (v, W) if win else (best, at)
+                v = bottom[2 * ow + 1]
+                win = v > best or v != v
+                best, at = (v, W + 1) if win else (best, at)
+                y_row[ow] = best
+                idx_row[ow] = row_start + 2 * ow + at
+
+
 def maxpool2d_forward(x, kh, kw, stride, padding, dilation, OH, OW):
     """(N, C, H, W) -> y (N, C, OH, OW) and flat arg-max indices idx (N, C, OH, OW)."""
     N, C = x.shape[:2]
     y = np.empty((N, C, OH, OW), dtype=x.dtype)
     idx = np.empty((N, C, OH, OW), dtype=np.int64)
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    _maxpool2d_forward_loops(np.ascontiguousarray(x), y, idx, kh, kw, sh, sw, ph, pw, dh, dw)
+    x = np.ascontiguousarray(x)
+    tiled = ((sh, sw) == (kh, kw) and (ph, pw) == (0, 0) and (dh, dw) == (1, 1)
+             and OH * kh <= x.shape[2] and OW * kw <= x.shape[3])
+    if tiled and (kh, kw) == (2, 2):
+        _maxpool2d_2x2_loops(x, y, idx)
+    elif tiled:
+        _maxpool2d_tiled_loops(x, y, idx, kh, kw)
+    else:
+        _maxpool2d_forward_loops(x, y, idx, kh, kw, sh, sw, ph, pw, dh, dw)
     return y, idx
 
 
