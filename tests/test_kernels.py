@@ -17,8 +17,12 @@ from hypothesis import strategies as st
 
 from tinyconv.kernels.conv import col2im, col2im_reference, conv_out_size, im2col, im2col_reference
 from tinyconv.kernels.batchnorm import (
-    batch_norm_backward, batch_norm_backward_reference, batch_norm_forward,
+    batch_norm_backward, batch_norm_backward_reference, batch_norm_eval, batch_norm_eval_reference,
+    batch_norm_forward,
     batch_norm_forward_reference,
+)
+from tinyconv.kernels.activation import (
+    PARALLEL_MIN, relu_backward, relu_backward_reference, relu_forward, relu_forward_reference,
 )
 from tinyconv.kernels.optim import adam_update, adam_update_reference
 from tinyconv.kernels.pool import (
@@ -279,6 +283,8 @@ def test_maxpool2d_tiled_fast_path_equals_reference(k, n, c, extra, dtype, nan_f
     y_ref, idx_ref = maxpool2d_forward_reference(x, *args)
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(idx, idx_ref)
+    y_only, _ = maxpool2d_forward(x, *args, indices=False)  # evaluation's loops
+    np.testing.assert_array_equal(y_only, y_ref)
 
 
 def torch_max_pool(x, kh, kw, stride, padding, dilation, ceil_mode):
@@ -416,3 +422,49 @@ def test_batch_norm_kernels_equal_reference(shape, dtype, data):
                           batch_norm_backward_reference(gy, xhat, gamma, invstd)):
         assert a.dtype == b.dtype == dtype, name
         np.testing.assert_allclose(a, b, rtol=rtol * 10, atol=atol * 10, err_msg=name)
+
+
+@HYP
+@given(shape=st.sampled_from([(5, 3), (4, 3, 5, 2), (2, 1, 7, 7), (3, 4, 1)]),
+       dtype=st.sampled_from(DTYPES), data=st.data())
+def test_batch_norm_eval_kernel_equals_reference(shape, dtype, data):
+    x = draw_array(data, shape, dtype)
+    scale, shift = draw_array(data, (shape[1],), dtype), draw_array(data, (shape[1],), dtype)
+    y = batch_norm_eval(x, scale, shift)
+    assert y.dtype == dtype and y.shape == shape
+    # exact: the same multiply and add per element, and no fused multiply-add on either side
+    np.testing.assert_array_equal(y, batch_norm_eval_reference(x, scale, shift))
+
+
+# ---- ReLU ---------------------------------------------------------------------------------
+
+
+@HYP
+@given(size=st.sampled_from([7, PARALLEL_MIN, PARALLEL_MIN + 12345]),
+       dtype=st.sampled_from(DTYPES), special=st.booleans(), data=st.data())
+def test_relu_kernels_equal_reference(size, dtype, special, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    x = rng.standard_normal(size).astype(dtype)
+    gy = rng.standard_normal(size).astype(dtype)
+    if special:  # exact zeros (gradient 0 there), NaN inputs, infinite gradients at dead units
+        x[rng.random(size) < 0.1] = 0
+        x[rng.random(size) < 0.05] = np.nan
+        gy[rng.random(size) < 0.05] = np.inf
+    x = x.reshape(1, -1) if size % 2 else x
+    y = relu_forward(x)
+    assert y.dtype == dtype and y.shape == x.shape
+    np.testing.assert_array_equal(y, relu_forward_reference(x))
+    gx = relu_backward(gy.reshape(x.shape), y)
+    np.testing.assert_array_equal(gx, relu_backward_reference(gy.reshape(x.shape), y))
+    assert not np.isnan(gx).any()  # inf * 0 never made a NaN
+
+
+def test_relu_matches_torch_on_special_values():
+    x = np.array([-1.0, -0.0, 0.0, 2.0, np.nan, np.inf, -np.inf] * 10000, dtype=np.float32)
+    gy = np.full_like(x, np.inf)
+    tx = torch.from_numpy(x).requires_grad_()
+    ty = torch.relu(tx)
+    ty.backward(torch.from_numpy(gy))
+    y = relu_forward(x)
+    np.testing.assert_array_equal(y, ty.detach().numpy())
+    np.testing.assert_array_equal(relu_backward(gy, y), tx.grad.numpy())

@@ -133,10 +133,15 @@ def _check_finite(arr, fn, where):
 
 
 class Context:
-    """What ``forward`` leaves for ``backward``: saved arrays and any other attributes."""
+    """What ``forward`` leaves for ``backward``: saved arrays and any other attributes.
 
-    def __init__(self, needs_input_grad: tuple[bool, ...]):
+    ``recording`` is False when no backward will follow (under ``no_grad``, or no input
+    requires a gradient): ``forward`` may then skip saving anything and take a cheaper route.
+    """
+
+    def __init__(self, needs_input_grad: tuple[bool, ...], recording: bool = True):
         self.needs_input_grad = needs_input_grad
+        self.recording = recording
         self.saved_tensors: tuple = ()
 
     def save_for_backward(self, *arrays) -> None:
@@ -182,7 +187,7 @@ class Function:
         arrays = [a._data if isinstance(a, Tensor) else a for a in args]
         needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
         record = _grad_mode.enabled and any(needs)
-        ctx = Context(needs)
+        ctx = Context(needs, record)
         out = cls.forward(ctx, *arrays, **kwargs)
         if _anomaly_mode.enabled:
             _check_finite(np.asarray(out), cls, "forward")

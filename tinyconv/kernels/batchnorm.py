@@ -104,6 +104,21 @@ def _backward_loops(gy, xhat, gamma, invstd, gx, ggamma, gbeta):
                 gx[n, c, i] = scale * (M * gy[n, c, i] - sum_g - xhat[n, c, i] * sum_gx)
 
 
+def batch_norm_eval_reference(x, scale, shift):
+    """Evaluation mode, statistics fixed: y = x * scale + shift per channel (NumPy)."""
+    return x * per_channel(scale, x.ndim) + per_channel(shift, x.ndim)
+
+
+@njit(cache=True, parallel=True)
+def _eval_loops(x, scale, shift, y):
+    N, C, L = x.shape
+    for p in prange(N * C):  # one pass over x instead of NumPy's two and a temporary
+        n, c = p // C, p % C
+        s, t = scale[c], shift[c]
+        for i in range(L):
+            y[n, c, i] = x[n, c, i] * s + t
+
+
 def _as_ncl(a):
     return np.ascontiguousarray(a).reshape(a.shape[0], a.shape[1], -1)
 
@@ -116,6 +131,14 @@ def batch_norm_forward(x, gamma, beta, eps):
     mu, var, invstd = np.empty(C, dt), np.empty(C, dt), np.empty(C, dt)
     _forward_loops(x3, gamma, beta, dt.type(eps), y, xhat, mu, var, invstd)
     return y.reshape(x.shape), xhat.reshape(x.shape), mu, var, invstd
+
+
+def batch_norm_eval(x, scale, shift):
+    """Fast version of :func:`batch_norm_eval_reference`."""
+    x3 = _as_ncl(x)
+    y = np.empty(x3.shape, x.dtype)
+    _eval_loops(x3, scale.astype(x.dtype, copy=False), shift.astype(x.dtype, copy=False), y)
+    return y.reshape(x.shape)
 
 
 def batch_norm_backward(gy, xhat, gamma, invstd):

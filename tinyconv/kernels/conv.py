@@ -186,16 +186,17 @@ def _im2col_same_loops(x, cols, kh, kw, ph, pw):
         out = cols[r, n * HW:(n + 1) * HW]
         plane = planes[n * C + c]
         shift = (i - ph) * W + (j - pw)
-        lo, hi = max(0, -shift), min(HW, HW - shift)  # q + shift inside the plane
+        lo = min(HW, max(0, -shift))  # [lo, hi): the q with q + shift inside the plane
+        hi = max(lo, min(HW, HW - shift))
         out[:lo] = 0
         dst, src = out[lo:hi], plane[lo + shift:hi + shift]
         for q in range(hi - lo):
             dst[q] = src[q]
         out[hi:] = 0
-        for ow in range(max(0, pw - j)):  # taps left of the image
+        for ow in range(min(W, max(0, pw - j))):  # taps left of the image
             for oh in range(H):
                 out[oh * W + ow] = 0
-        for ow in range(min(W, W + pw - j), W):  # taps right of it
+        for ow in range(max(0, min(W, W + pw - j)), W):  # taps right of it
             for oh in range(H):
                 out[oh * W + ow] = 0
 
@@ -219,7 +220,8 @@ def _col2im_same_loops(cols, x, kh, kw, ph, pw):
             for j in range(kw):
                 seg = cols[(c * kh + i) * kw + j, n * HW:(n + 1) * HW]
                 shift = (i - ph) * W + (j - pw)
-                lo, hi = max(0, -shift), min(HW, HW - shift)
+                lo = min(HW, max(0, -shift))
+                hi = max(lo, min(HW, HW - shift))
                 dst, src, keep = plane[lo + shift:hi + shift], seg[lo:hi], inside[j, lo:hi]
                 for q in range(hi - lo):
                     dst[q] += src[q] if keep[q] else zero

@@ -157,15 +157,39 @@ def _maxpool2d_2x2_loops(x, y, idx):
                 idx_row[ow] = row_start + 2 * ow + at
 
 
-def maxpool2d_forward(x, kh, kw, stride, padding, dilation, OH, OW):
-    """(N, C, H, W) -> y (N, C, OH, OW) and flat arg-max indices idx (N, C, OH, OW)."""
+@njit(cache=True, parallel=True)
+def _maxpool2d_2x2_values_loops(x, y):
+    # _maxpool2d_2x2_loops without the arg-max: evaluation needs no backward, and the int64
+    # indices would be twice the bytes of the values.
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2], y.shape[3]
+    for p in prange(N * C):
+        n, c = p // C, p % C
+        for oh in range(OH):
+            top, bottom = x[n, c, 2 * oh], x[n, c, 2 * oh + 1]
+            y_row = y[n, c, oh]
+            for ow in range(OW):
+                best = top[2 * ow]
+                for v in (top[2 * ow + 1], bottom[2 * ow], bottom[2 * ow + 1]):
+                    best = v if (v > best or v != v) else best
+                y_row[ow] = best
+
+
+def maxpool2d_forward(x, kh, kw, stride, padding, dilation, OH, OW, indices=True):
+    """(N, C, H, W) -> y (N, C, OH, OW) and flat arg-max indices idx (N, C, OH, OW).
+
+    With ``indices=False`` idx may come back as None (when a loop without it exists).
+    """
     N, C = x.shape[:2]
     y = np.empty((N, C, OH, OW), dtype=x.dtype)
-    idx = np.empty((N, C, OH, OW), dtype=np.int64)
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     x = np.ascontiguousarray(x)
     tiled = ((sh, sw) == (kh, kw) and (ph, pw) == (0, 0) and (dh, dw) == (1, 1)
              and OH * kh <= x.shape[2] and OW * kw <= x.shape[3])
+    if tiled and (kh, kw) == (2, 2) and not indices:
+        _maxpool2d_2x2_values_loops(x, y)
+        return y, None
+    idx = np.empty((N, C, OH, OW), dtype=np.int64)
     if tiled and (kh, kw) == (2, 2):
         _maxpool2d_2x2_loops(x, y, idx)
     elif tiled:

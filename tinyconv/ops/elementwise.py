@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyconv.autograd import Function
+from tinyconv.kernels.activation import relu_backward, relu_forward
 
 
 class Add(Function):
@@ -165,17 +166,19 @@ class Maximum(Function):
 
 
 class ReLU(Function):
+    """y = max(x, 0); gx = gy where not y <= 0 (see tinyconv/kernels/activation.py)."""
+
     @staticmethod
     def forward(ctx, a):
-        y = np.maximum(a, 0).astype(a.dtype, copy=False)
+        y = relu_forward(a)
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx, gy):
         (y,) = ctx.saved_tensors
-        # NOTE: gradient 0 at a == 0, as in torch (y > 0 is false there).
-        return gy * (y > 0)
+        # NOTE: gradient 0 at a == 0, as in torch (y <= 0 there).
+        return relu_backward(gy, y)
 
 
 class Sigmoid(Function):

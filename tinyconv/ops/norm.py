@@ -24,7 +24,9 @@ from __future__ import annotations
 import numpy as np
 
 from tinyconv.autograd import Function
-from tinyconv.kernels.batchnorm import per_channel, batch_norm_backward, batch_norm_forward
+from tinyconv.kernels.batchnorm import (
+    batch_norm_backward, batch_norm_eval, batch_norm_forward, per_channel,
+)
 
 
 class BatchNorm(Function):
@@ -47,8 +49,9 @@ class BatchNorm(Function):
             # Constant statistics: y = x * scale + shift, per channel.
             invstd = (1.0 / np.sqrt(running_var + eps)).astype(x.dtype, copy=False)
             scale = gamma_ * invstd
-            y = x * per_channel(scale, nd) + per_channel(beta_ - running_mean * scale, nd)
-            ctx.save_for_backward(scale, x, running_mean.copy(), invstd)
+            y = batch_norm_eval(x, scale, beta_ - running_mean * scale)
+            if ctx.recording:
+                ctx.save_for_backward(scale, x, running_mean.copy(), invstd)
         ctx.training = training
         return y
 

@@ -20,7 +20,8 @@ from tinyconv.kernels.pool import maxpool2d_backward, maxpool2d_forward
 class MaxPool2d(Function):
     @staticmethod
     def forward(ctx, x, kernel, stride, padding, dilation, out_size):
-        y, idx = maxpool2d_forward(x, kernel[0], kernel[1], stride, padding, dilation, *out_size)
+        y, idx = maxpool2d_forward(x, kernel[0], kernel[1], stride, padding, dilation, *out_size,
+                                   indices=ctx.recording)
         ctx.idx, ctx.x_shape = idx, x.shape
         return y
 

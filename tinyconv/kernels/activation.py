@@ -1,0 +1,70 @@
+"""ReLU forward and backward over whole activations.
+
+    forward:   y  = x where x > 0, else 0        (NaN stays NaN, as in torch)
+    backward:  gx = 0 where y <= 0, else gy      (0 at x == 0; a NaN unit passes gy: torch's rule)
+
+The backward is a select, not ``gy * (y > 0)``: a multiply would turn an infinite gradient at a
+dead unit into NaN (inf * 0), where torch gives 0.
+
+NumPy's ``np.maximum`` runs on one core; these loops split the array across numba's threads.
+Arrays below ``PARALLEL_MIN`` elements stay in NumPy, where starting the threads would cost more
+than the loop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+PARALLEL_MIN = 1 << 16
+_BLOCK = 1 << 14  # elements per task
+
+
+def relu_forward_reference(x):
+    return np.maximum(x, 0)
+
+
+def relu_backward_reference(gy, y):
+    return np.where(y <= 0, np.zeros((), gy.dtype), gy)
+
+
+@njit(cache=True, parallel=True)
+def _relu_forward_loops(x, y):
+    n = x.size
+    for block in prange((n + _BLOCK - 1) // _BLOCK):
+        for i in range(block * _BLOCK, min(n, (block + 1) * _BLOCK)):
+            v = x[i]
+            y[i] = 0 if v <= 0 else v  # NaN <= 0 is false: NaN passes through
+
+
+@njit(cache=True, parallel=True)
+def _relu_backward_loops(gy, y, gx):
+    n = gy.size
+    zero = gy.dtype.type(0)
+    for block in prange((n + _BLOCK - 1) // _BLOCK):
+        for i in range(block * _BLOCK, min(n, (block + 1) * _BLOCK)):
+            gx[i] = zero if y[i] <= 0 else gy[i]
+
+
+def _use_loops(a):
+    return a.size >= PARALLEL_MIN and a.dtype.kind == "f"
+
+
+def relu_forward(x):
+    """Fast version of :func:`relu_forward_reference`."""
+    if not _use_loops(x):
+        return relu_forward_reference(x)
+    x = np.ascontiguousarray(x)
+    y = np.empty_like(x)
+    _relu_forward_loops(x.reshape(-1), y.reshape(-1))
+    return y
+
+
+def relu_backward(gy, y):
+    """Fast version of :func:`relu_backward_reference`."""
+    if not _use_loops(gy) or gy.dtype != y.dtype:
+        return relu_backward_reference(gy, y)
+    gy, y = np.ascontiguousarray(gy), np.ascontiguousarray(y)
+    gx = np.empty_like(gy)
+    _relu_backward_loops(gy.reshape(-1), y.reshape(-1), gx.reshape(-1))
+    return gx
