@@ -60,6 +60,11 @@ def batch_norm_backward_reference(gy, xhat, gamma, invstd):
 _FASTMATH = {"reassoc", "contract"}
 
 
+# NOTE: the loops take one (n, c) row of L values at a time as its own 1-D view and index only
+# the views: indexing x[n, c, i] and y[n, c, i] directly, LLVM cannot rule out that the arrays
+# overlap and does not vectorize the loop (several times slower).
+
+
 @njit(cache=True, parallel=True, fastmath=_FASTMATH)
 def _forward_loops(x, gamma, beta, eps, y, xhat, mu, var, invstd):
     N, C, L = x.shape
@@ -67,23 +72,26 @@ def _forward_loops(x, gamma, beta, eps, y, xhat, mu, var, invstd):
     for c in prange(C):
         total = 0.0
         for n in range(N):
+            row = x[n, c]
             for i in range(L):
-                total += x[n, c, i]
+                total += row[i]
         m = total / M
         sq = 0.0
         for n in range(N):
+            row = x[n, c]
             for i in range(L):
-                d = x[n, c, i] - m
+                d = row[i] - m
                 sq += d * d
         v = sq / M
         s = 1.0 / np.sqrt(v + eps)
         mu[c], var[c], invstd[c] = m, v, s
         g, b = gamma[c], beta[c]
         for n in range(N):
+            row, h_row, y_row = x[n, c], xhat[n, c], y[n, c]
             for i in range(L):
-                h = (x[n, c, i] - m) * s
-                xhat[n, c, i] = h
-                y[n, c, i] = h * g + b
+                h = (row[i] - m) * s
+                h_row[i] = h
+                y_row[i] = h * g + b
 
 
 @njit(cache=True, parallel=True, fastmath=_FASTMATH)
@@ -94,14 +102,16 @@ def _backward_loops(gy, xhat, gamma, invstd, gx, ggamma, gbeta):
         sum_g = 0.0
         sum_gx = 0.0
         for n in range(N):
+            g_row, h_row = gy[n, c], xhat[n, c]
             for i in range(L):
-                sum_g += gy[n, c, i]
-                sum_gx += gy[n, c, i] * xhat[n, c, i]
+                sum_g += g_row[i]
+                sum_gx += g_row[i] * h_row[i]
         gbeta[c], ggamma[c] = sum_g, sum_gx
         scale = gamma[c] * invstd[c] / M
         for n in range(N):
+            g_row, h_row, out = gy[n, c], xhat[n, c], gx[n, c]
             for i in range(L):
-                gx[n, c, i] = scale * (M * gy[n, c, i] - sum_g - xhat[n, c, i] * sum_gx)
+                out[i] = scale * (M * g_row[i] - sum_g - h_row[i] * sum_gx)
 
 
 def batch_norm_eval_reference(x, scale, shift):
@@ -115,8 +125,9 @@ def _eval_loops(x, scale, shift, y):
     for p in prange(N * C):  # one pass over x instead of NumPy's two and a temporary
         n, c = p // C, p % C
         s, t = scale[c], shift[c]
+        row, out = x[n, c], y[n, c]
         for i in range(L):
-            y[n, c, i] = x[n, c, i] * s + t
+            out[i] = row[i] * s + t
 
 
 def _as_ncl(a):
