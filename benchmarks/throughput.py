@@ -15,12 +15,8 @@ Writes JSON and a Markdown table (``--out``, default benchmarks/results/).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import statistics
 import sys
-import time
 import warnings
 
 import numpy as np
@@ -29,37 +25,20 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 warnings.filterwarnings("ignore", message=".*dropout2d.*")
 
 import torch  # noqa: E402  (imported before tinyconv: neither changes the other's threads)
+from _common import (  # noqa: E402
+    DEFAULT_OUT,
+    LOG_PROB_MODELS,
+    command_line,
+    machine_info,
+    machine_line,
+    same_threads,
+    time_rounds,
+    write_report,
+)
 
 import tinyconv  # noqa: E402
 from parity import models as torch_models  # noqa: E402
 from tinyconv import models as tiny_models  # noqa: E402
-
-
-def machine_info(threads):
-    info = {"python": platform.python_version(), "numpy": np.__version__,
-            "torch": torch.__version__, "tinyconv": tinyconv.__version__, "threads": threads,
-            "cpu": platform.processor() or platform.machine()}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        from threadpoolctl import threadpool_info
-        blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
-        if blas:
-            info["blas"] = (f"{blas[0].get('internal_api')} {blas[0].get('version')} "
-                            f"({blas[0].get('architecture')} kernels)")
-    except ImportError:
-        info["blas"] = "unknown (pip install threadpoolctl)"
-    info["openblas_coretype"] = os.environ.get("OPENBLAS_CORETYPE", "")
-    import numba
-    info["numba"] = numba.__version__
-    info["numba_threading_layer"] = numba.config.THREADING_LAYER
-    return info
 
 
 def make_pair(name, seed=0):
@@ -71,21 +50,6 @@ def make_pair(name, seed=0):
     return tiny, twin
 
 
-def time_rounds(fns, rounds, repeat):
-    """Median seconds per call of each function, rounds alternating between them."""
-    for fn in fns.values():
-        fn()
-        fn()  # warm-up (numba compilation, allocator)
-    samples = {k: [] for k in fns}
-    for _ in range(rounds):
-        for key, fn in fns.items():
-            start = time.perf_counter()
-            for _ in range(repeat):
-                fn()
-            samples[key].append((time.perf_counter() - start) / repeat)
-    return {k: statistics.median(v) for k, v in samples.items()}
-
-
 def bench_model(name, rounds, train_batch=64, eval_batch=1000):
     tiny, twin = make_pair(name)
     shape = tiny_models.SEED_NETWORKS[name][1]
@@ -93,7 +57,7 @@ def bench_model(name, rounds, train_batch=64, eval_batch=1000):
     x = rng.standard_normal((train_batch,) + shape).astype(np.float32)
     y = rng.integers(0, 10, train_batch)
     xe = rng.standard_normal((eval_batch,) + shape).astype(np.float32)
-    log_probs = name in ("fc2layer", "cnn")  # these end in log_softmax: use nll_loss
+    log_probs = name in LOG_PROB_MODELS  # these end in log_softmax: use nll_loss
     t_loss = tinyconv.nn.NLLLoss() if log_probs else tinyconv.nn.CrossEntropyLoss()
     p_loss = torch.nn.NLLLoss() if log_probs else torch.nn.CrossEntropyLoss()
     t_opt = tinyconv.optim.Adam(tiny.parameters(), lr=1e-3)
@@ -121,10 +85,12 @@ def bench_model(name, rounds, train_batch=64, eval_batch=1000):
 
     tiny.train()
     twin.train()
-    train = time_rounds({"tinyconv": tiny_train, "torch": torch_train}, rounds, repeat=5)
+    train = time_rounds({"tinyconv": tiny_train, "torch": torch_train}, rounds, repeat=5,
+                        settle=True)
     tiny.eval()
     twin.eval()
-    evals = time_rounds({"tinyconv": tiny_eval, "torch": torch_eval}, rounds, repeat=1)
+    evals = time_rounds({"tinyconv": tiny_eval, "torch": torch_eval}, rounds, repeat=1,
+                        settle=True)
     row = {"model": name}
     for kind, med, batch in (("train", train, train_batch), ("eval", evals, eval_batch)):
         for fw in ("tinyconv", "torch"):
@@ -135,9 +101,7 @@ def bench_model(name, rounds, train_batch=64, eval_batch=1000):
 
 def markdown(rows, info, command):
     lines = [f"Command: `{command}`  ",
-             f"CPU: {info['cpu']}, {info['threads']} threads; BLAS: {info.get('blas')}; "
-             f"numpy {info['numpy']}, numba {info['numba']} ({info['numba_threading_layer']} "
-             f"layer), torch {info['torch']}", "",
+             machine_line(info), "",
              "| network | train img/s tinyconv | train img/s torch | train ratio | "
              "eval img/s tinyconv | eval img/s torch | eval ratio |",
              "|---|---:|---:|---:|---:|---:|---:|"]
@@ -155,16 +119,12 @@ def main(argv=None):
                         choices=list(tiny_models.SEED_NETWORKS))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    parser.add_argument("--out", default=DEFAULT_OUT)
     args = parser.parse_args(argv)
 
-    import numba
-    from threadpoolctl import threadpool_limits
-    numba.set_num_threads(args.threads)
-    torch.set_num_threads(args.threads)
     info = machine_info(args.threads)
     rows = []
-    with threadpool_limits(args.threads, user_api="blas"):
+    with same_threads(args.threads):
         for name in args.models:
             row = bench_model(name, args.rounds)
             rows.append(row)
@@ -172,14 +132,8 @@ def main(argv=None):
                   f"{row['train_torch_img_s']:7,.0f} img/s (ratio {row['train_ratio']:.2f}) | "
                   f"eval {row['eval_tinyconv_img_s']:7,.0f} vs {row['eval_torch_img_s']:7,.0f} "
                   f"img/s (ratio {row['eval_ratio']:.2f})", flush=True)
-    command = "python benchmarks/throughput.py " + " ".join(argv or sys.argv[1:])
-    table = markdown(rows, info, command.strip())
-    print("\n" + table)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "throughput.json"), "w") as f:
-        json.dump({"machine": info, "command": command.strip(), "rows": rows}, f, indent=2)
-    with open(os.path.join(args.out, "throughput.md"), "w") as f:
-        f.write(table)
+    command = command_line("throughput.py", argv)
+    write_report(args.out, "throughput", info, command, rows, markdown(rows, info, command))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,260 @@
+"""Pieces shared by the benchmark scripts: machine description, timing, threads, reports.
+
+Nothing here imports torch or tinyconv at module level: memory.py and startup.py run child
+processes of themselves that must import only the framework they measure (a tinyconv child must
+not pay for torch's import, nor hold its memory). The functions that need a framework import it
+when called.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(BENCH_DIR)
+DEFAULT_OUT = os.path.join(BENCH_DIR, "results")
+
+# Seed networks that end in log_softmax: they train with NLLLoss, the others with CrossEntropyLoss.
+LOG_PROB_MODELS = ("fc2layer", "cnn")
+
+# Environment variables that fix the size of every thread pool a child process may start
+# (numba, OpenMP inside torch, OpenBLAS inside numpy, MKL); see ``thread_env``.
+THREAD_ENV_VARS = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                   "MKL_NUM_THREADS")
+
+
+def add_repo_to_path():
+    """Make ``import tinyconv`` and ``import parity`` work when a script runs from a checkout."""
+    if REPO_ROOT not in sys.path:
+        sys.path.insert(0, REPO_ROOT)
+
+
+def machine_info(threads):
+    """CPU, library versions, BLAS (and which kernels it picked), thread count: for the report.
+
+    Imports numpy, numba, torch and tinyconv: call it in the parent process, not in a child
+    whose imports are being measured.
+    """
+    import numba
+    import numpy as np
+    import torch
+
+    add_repo_to_path()
+    import tinyconv
+
+    info = {"python": platform.python_version(), "numpy": np.__version__,
+            "torch": torch.__version__, "tinyconv": tinyconv.__version__, "threads": threads,
+            "cpu": platform.processor() or platform.machine()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        from threadpoolctl import threadpool_info
+        blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+        # numpy's BLAS does tinyconv's matrix products; scipy (loaded by numba) may bring a
+        # second OpenBLAS, listed in an unpredictable order, so pick numpy's by its path
+        blas.sort(key=lambda p: "numpy" not in p.get("filepath", ""))
+        if blas:
+            info["blas"] = (f"{blas[0].get('internal_api')} {blas[0].get('version')} "
+                            f"({blas[0].get('architecture')} kernels)")
+    except ImportError:
+        info["blas"] = "unknown (pip install threadpoolctl)"
+    info["openblas_coretype"] = os.environ.get("OPENBLAS_CORETYPE", "")
+    info["numba"] = numba.__version__
+    info["numba_threading_layer"] = numba.config.THREADING_LAYER
+    return info
+
+
+def machine_line(info):
+    """The one-line machine description printed under each table."""
+    line = (f"CPU: {info['cpu']}, {info['threads']} threads; BLAS: {info.get('blas')}; "
+            f"numpy {info['numpy']}, numba {info['numba']} ({info['numba_threading_layer']} "
+            f"layer), torch {info['torch']}")
+    if info.get("openblas_coretype"):
+        line += f"; OPENBLAS_CORETYPE={info['openblas_coretype']}"
+    return line
+
+
+@contextlib.contextmanager
+def same_threads(threads):
+    """Run the block with ``threads`` threads on both sides, then restore the previous counts.
+
+    Three pools matter: numba's (tinyconv's kernels), the BLAS pool behind numpy's matmul (and
+    torch's, if it uses one; set through threadpoolctl) and torch's intra-op pool.
+    """
+    import numba
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = numba.get_num_threads(), torch.get_num_threads()
+    numba.set_num_threads(threads)
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(threads, user_api="blas"):
+            yield
+    finally:
+        numba.set_num_threads(before[0])
+        torch.set_num_threads(before[1])
+
+
+def thread_env(threads, env=None):
+    """A copy of ``env`` (default: os.environ) with every thread pool of a child set to ``threads``.
+
+    Environment variables act before the first import, so a child needs no threadpoolctl and
+    starts no pool larger than asked for.
+    """
+    env = dict(os.environ if env is None else env)
+    for var in THREAD_ENV_VARS:
+        env[var] = str(threads)
+    return env
+
+
+def time_rounds(fns, rounds, repeat, settle=False):
+    """Median seconds per call of each function, rounds alternating between them.
+
+    Each function is called twice first (numba compilation, allocator warm-up). Then, ``rounds``
+    times, each function in turn runs ``repeat`` calls in a row; one round's time divided by
+    ``repeat`` is one sample, and the median of the samples is returned: {key: seconds}.
+
+    ``settle=True`` makes one untimed call at the start of every round. Switching frameworks
+    has a price that neither pays in a real program: the thread pools of the side that just
+    ran (OpenBLAS, OpenMP) keep spinning for a while and take the cores from the other side's
+    threads. On a 2-core machine that costs ~10 ms once per switch, which swamps a kernel of
+    0.02 ms timed a few calls at a time; the untimed call absorbs it.
+    """
+    for fn in fns.values():
+        fn()
+        fn()  # warm-up (numba compilation, allocator)
+    samples = {k: [] for k in fns}
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            if settle:
+                fn()
+            start = time.perf_counter()
+            for _ in range(repeat):
+                fn()
+            samples[key].append((time.perf_counter() - start) / repeat)
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def command_line(script, argv):
+    """The command that reproduces this run, e.g. ``python benchmarks/kernels.py --rounds 3``."""
+    args = sys.argv[1:] if argv is None else argv
+    return " ".join([f"python benchmarks/{script}", *args]).strip()
+
+
+def write_report(out_dir, name, info, command, rows, table, **extra):
+    """Print the Markdown table; write ``name``.json and ``name``.md into ``out_dir``.
+
+    Returns the paths of the two files.
+    """
+    print("\n" + table)
+    os.makedirs(out_dir, exist_ok=True)
+    json_path = os.path.join(out_dir, f"{name}.json")
+    md_path = os.path.join(out_dir, f"{name}.md")
+    with open(json_path, "w") as f:
+        json.dump({"machine": info, "command": command, **extra, "rows": rows}, f, indent=2)
+    with open(md_path, "w") as f:
+        f.write(table)
+    return json_path, md_path
+
+
+def markdown_table(header, align, rows):
+    """A Markdown table: ``header`` the column titles, ``align`` one of 'l'/'r' per column."""
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join("---" if a == "l" else "---:" for a in align) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def check_model_names(parser, names):
+    """Stop with an argparse error unless every name is in tinyconv.models.SEED_NETWORKS.
+
+    (Checked after parsing, in the parent only: a child must not import tinyconv for nothing.)
+    """
+    add_repo_to_path()
+    from tinyconv.models import SEED_NETWORKS
+
+    unknown = [n for n in names if n not in SEED_NETWORKS]
+    if unknown:
+        parser.error(f"unknown network(s) {', '.join(unknown)}; choose from "
+                     f"{', '.join(SEED_NETWORKS)}")
+
+
+def import_framework(framework):
+    """(framework module, its seed-network module): (tinyconv, tinyconv.models) or
+    (torch, parity.models). Imports nothing of the other framework."""
+    add_repo_to_path()
+    if framework == "tinyconv":
+        import tinyconv
+        from tinyconv import models
+        return tinyconv, models
+    if framework == "torch":
+        import torch
+
+        from parity import models
+        return torch, models
+    raise ValueError(f"unknown framework {framework!r}: 'tinyconv' or 'torch'")
+
+
+def build_training(fw, models, name, batch, lr=1e-3, seed=0):
+    """One training step of a seed network on a random batch, written once for both frameworks.
+
+    ``fw`` is the tinyconv or the torch module, ``models`` its seed-network module (see
+    ``import_framework``); the code is the same for both because tinyconv copies torch's API.
+    Returns a function that runs forward, backward and an Adam step and returns the loss.
+    """
+    import warnings
+    warnings.filterwarnings("ignore", message=".*dropout2d.*")
+    fw.manual_seed(seed)
+    constructor, input_shape = models.SEED_NETWORKS[name]
+    model = constructor()
+    model.train()
+    loss_fn = fw.nn.NLLLoss() if name in LOG_PROB_MODELS else fw.nn.CrossEntropyLoss()
+    optimizer = fw.optim.Adam(model.parameters(), lr=lr)
+    x = fw.randn(batch, *input_shape)
+    y = fw.randint(0, 10, (batch,))
+
+    def step():
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss
+    return step
+
+
+def run_child(args, env, marker):
+    """Run ``python args...`` and return (seconds from spawn to the ``marker`` line, its payload).
+
+    The child prints ``marker`` followed by a JSON object on one line; the time is taken when
+    that line arrives, before the child has finished exiting.
+    """
+    import subprocess
+
+    start = time.perf_counter()
+    # stderr joins stdout: one pipe read to the end cannot block on the other filling up
+    proc = subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    elapsed, payload, other = None, None, []
+    for line in proc.stdout:
+        if line.startswith(marker):
+            elapsed = time.perf_counter() - start
+            payload = json.loads(line[len(marker):])
+        else:
+            other.append(line)
+    if proc.wait() != 0 or payload is None:
+        raise RuntimeError(f"child {' '.join(args)} failed (exit code {proc.returncode}):\n"
+                           f"{''.join(other)[-3000:]}")
+    return elapsed, payload
