@@ -126,9 +126,16 @@ def collect_layer_shapes():
         model = constructor()
         model.train()  # batch_norm records its training-mode shape
         calls = []
-        with recording_calls(TF, ("conv2d", "max_pool2d", "batch_norm", "linear"), calls):
-            with tinyconv.no_grad():
-                model(tinyconv.zeros(2, *input_shape))
+        # fusion off: nn.Sequential would run BatchNorm2d -> ReLU -> MaxPool2d as one op and
+        # bypass the functions recorded here (the fused op has rows of its own)
+        was_fusing = tinyconv.nn.fusion_enabled()
+        tinyconv.nn.set_fusion(False)
+        try:
+            with recording_calls(TF, ("conv2d", "max_pool2d", "batch_norm", "linear"), calls):
+                with tinyconv.no_grad():
+                    model(tinyconv.zeros(2, *input_shape))
+        finally:
+            tinyconv.nn.set_fusion(was_fusing)
         for call in calls:
             key = _layer_key(*call)
             if key is not None:
@@ -158,7 +165,7 @@ def describe(key):
     if kind == "max_pool2d":
         _, item, kernel, stride, padding = key
         return f"{_size(item)}, k{_size(kernel)} s{_short(stride)} p{_short(padding)}"
-    if kind == "batch_norm":
+    if kind in ("batch_norm", "bn+relu+maxpool"):
         return _size(key[1])
     if kind == "linear":
         return f"{key[1]} -> {key[2]}"
@@ -207,6 +214,20 @@ def batch_norm_op(key, batch, rng):
         running_mean, running_var = fw.zeros(channels), fw.ones(channels)
         return (lambda: fw.nn.functional.batch_norm(x, running_mean, running_var, gamma, beta,
                                                     training=True)), [x, gamma, beta]
+    return build
+
+
+def bn_relu_pool_op(key, batch, rng):
+    """nn.Sequential(BatchNorm2d, ReLU, MaxPool2d(2, 2)): one fused op in tinyconv, three in
+    torch (train mode)."""
+    item = key[1]
+    arrays = [rng.standard_normal((batch, *item), dtype=np.float32)]
+
+    def build(fw):
+        (x,) = _leaves(fw, arrays)
+        block = fw.nn.Sequential(fw.nn.BatchNorm2d(item[0]), fw.nn.ReLU(),
+                                 fw.nn.MaxPool2d(2, 2))
+        return (lambda: block(x)), [x, *block.parameters()]
     return build
 
 
@@ -330,9 +351,10 @@ def bench_im2col(key, batch, rounds, want):
 
 # the table groups the rows by kernel, in this order (shapes in order of first appearance)
 TABLE_ORDER = {"conv2d": 0, "im2col": 1, "col2im": 1, "max_pool2d": 2, "batch_norm": 3,
-               "linear": 4, "cross_entropy": 5}
+               "bn+relu+maxpool": 4, "linear": 5, "cross_entropy": 6}
 OPS = {"conv2d": conv2d_op, "max_pool2d": max_pool2d_op, "batch_norm": batch_norm_op,
-       "linear": linear_op, "cross_entropy": cross_entropy_op}
+       "bn+relu+maxpool": bn_relu_pool_op, "linear": linear_op,
+       "cross_entropy": cross_entropy_op}
 
 
 def benchmark_items(batch):
@@ -343,6 +365,11 @@ def benchmark_items(batch):
         parts = ["forward", "backward"] + (["im2col", "col2im"] if kind == "conv2d" else [])
         items += [(f"{kind} {part}" if part in ("forward", "backward") else part, shape,
                    networks, key) for part in parts]
+        if kind == "batch_norm" and key[1][1] % 2 == 0 and key[1][2] % 2 == 0:
+            # FashionCNN's BatchNorm2d is followed by ReLU and MaxPool2d(2, 2): fused in tinyconv
+            fused_key = ("bn+relu+maxpool", key[1])
+            items += [(f"bn+relu+maxpool {part}", shape, networks, fused_key)
+                      for part in ("forward", "backward")]
     shape = f"{batch}x{NUM_CLASSES} logits"
     items += [(f"cross_entropy {part}", shape, ["all"], ("cross_entropy",))
               for part in ("forward", "backward")]

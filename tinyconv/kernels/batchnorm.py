@@ -15,8 +15,7 @@ The NumPy twins below are the formula as array expressions: each line is one or 
 x with a temporary array. The numba versions make one thread handle one channel and read each
 value two or three times in all, accumulating the sums in float64. They let LLVM reorder the sums
 (fastmath 'reassoc') so that the reductions use vector instructions: the result is the same
-sum in another order, deterministic on a given machine (1.3 ms instead of 2.0 ms for the first
-BatchNorm2d of FashionCNN at batch 64).
+sum in another order, deterministic on a given machine.
 """
 
 from __future__ import annotations
@@ -57,7 +56,9 @@ def batch_norm_backward_reference(gy, xhat, gamma, invstd):
     return gx, ggamma, gbeta
 
 
-_FASTMATH = {"reassoc", "contract"}
+# NOTE: no "contract": h * g + b must round the same way here and in the fused kernels of
+# tinyconv/kernels/fused.py (a fused multiply-add would round once, not twice).
+_FASTMATH = {"reassoc"}
 
 
 # NOTE: the loops take one (n, c) row of L values at a time as its own 1-D view and index only
@@ -66,7 +67,7 @@ _FASTMATH = {"reassoc", "contract"}
 
 
 @njit(cache=True, parallel=True, fastmath=_FASTMATH)
-def _forward_loops(x, gamma, beta, eps, y, xhat, mu, var, invstd):
+def _stats_loops(x, eps, mu, var, invstd):
     N, C, L = x.shape
     M = N * L
     for c in prange(C):
@@ -83,9 +84,14 @@ def _forward_loops(x, gamma, beta, eps, y, xhat, mu, var, invstd):
                 d = row[i] - m
                 sq += d * d
         v = sq / M
-        s = 1.0 / np.sqrt(v + eps)
-        mu[c], var[c], invstd[c] = m, v, s
-        g, b = gamma[c], beta[c]
+        mu[c], var[c], invstd[c] = m, v, 1.0 / np.sqrt(v + eps)
+
+
+@njit(cache=True, parallel=True, fastmath=_FASTMATH)
+def _normalize_loops(x, mu, invstd, gamma, beta, y, xhat):
+    N, C, L = x.shape
+    for c in prange(C):
+        m, s, g, b = mu[c], invstd[c], gamma[c], beta[c]
         for n in range(N):
             row, h_row, y_row = x[n, c], xhat[n, c], y[n, c]
             for i in range(L):
@@ -134,13 +140,22 @@ def _as_ncl(a):
     return np.ascontiguousarray(a).reshape(a.shape[0], a.shape[1], -1)
 
 
+def batch_norm_stats(x, eps):
+    """Batch statistics of each channel: (mu, var, invstd), in x's dtype."""
+    x3 = _as_ncl(x)
+    C, dt = x.shape[1], x.dtype
+    mu, var, invstd = np.empty(C, dt), np.empty(C, dt), np.empty(C, dt)
+    _stats_loops(x3, dt.type(eps), mu, var, invstd)
+    return mu, var, invstd
+
+
 def batch_norm_forward(x, gamma, beta, eps):
     """Fast version of :func:`batch_norm_forward_reference` (same return values)."""
     x3 = _as_ncl(x)
-    C, dt = x.shape[1], x.dtype
+    dt = x.dtype
+    mu, var, invstd = batch_norm_stats(x3, eps)
     y, xhat = np.empty(x3.shape, dt), np.empty(x3.shape, dt)
-    mu, var, invstd = np.empty(C, dt), np.empty(C, dt), np.empty(C, dt)
-    _forward_loops(x3, gamma, beta, dt.type(eps), y, xhat, mu, var, invstd)
+    _normalize_loops(x3, mu, invstd, gamma, beta, y, xhat)
     return y.reshape(x.shape), xhat.reshape(x.shape), mu, var, invstd
 
 

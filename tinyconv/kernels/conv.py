@@ -227,6 +227,67 @@ def _col2im_same_loops(cols, x, kh, kw, ph, pw):
                     dst[q] += src[q] if keep[q] else zero
 
 
+# ---------------------------------------------------------------------------------------------
+# between the GEMM's layout and the batch's: (OC, N, L) <-> (N, OC, L), L = OH*OW
+#
+# The GEMM gives the output as Y (OC, N*L), columns ordered (n, oh, ow); the next layer wants
+# y (N, OC, OH, OW). Whole rows of L values move, and the bias is added on the way; backward
+# moves the output gradient the other way and sums each channel's rows for the bias gradient.
+
+
+def to_batch_major_reference(Y, b):
+    """Y (OC, N, L) -> y (N, OC, L), plus b[oc] when b is not None."""
+    y = Y.transpose(1, 0, 2)
+    return np.ascontiguousarray(y + b[:, None] if b is not None else y)
+
+
+def to_channel_major_reference(gy):
+    """gy (N, OC, L) -> (gY (OC, N, L), gb (OC,) = sum of gy over N and L)."""
+    gY = np.ascontiguousarray(gy.transpose(1, 0, 2))
+    return gY, gY.sum(axis=(1, 2), dtype=np.float64).astype(gy.dtype)
+
+
+@njit(cache=True, parallel=True)
+def _to_batch_major_loops(Y, b, y):
+    OC, N, L = Y.shape
+    for task in prange(N * OC):
+        n, oc = task // OC, task % OC
+        src, dst, bias = Y[oc, n], y[n, oc], b[oc]
+        for i in range(L):
+            dst[i] = src[i] + bias
+
+
+@njit(cache=True, parallel=True, fastmath={"reassoc"})  # reassoc: the sum may use vector adds
+def _to_channel_major_loops(gy, gY, gb):
+    N, OC, L = gy.shape
+    for oc in prange(OC):  # one thread per channel: its bias-gradient sum has one writer
+        total = 0.0
+        for n in range(N):
+            src, dst = gy[n, oc], gY[oc, n]
+            for i in range(L):
+                v = src[i]
+                dst[i] = v
+                total += v
+        gb[oc] = total
+
+
+def to_batch_major(Y, b, out=None):
+    """Fast version of :func:`to_batch_major_reference`; writes into ``out`` when given."""
+    OC, N, L = Y.shape
+    y = np.empty((N, OC, L), dtype=Y.dtype) if out is None else out
+    bias = b.astype(Y.dtype, copy=False) if b is not None else np.zeros(OC, Y.dtype)
+    _to_batch_major_loops(np.ascontiguousarray(Y), bias, y)
+    return y
+
+
+def to_channel_major(gy):
+    """Fast version of :func:`to_channel_major_reference`."""
+    N, OC, L = gy.shape
+    gY, gb = np.empty((OC, N, L), dtype=gy.dtype), np.empty(OC, dtype=gy.dtype)
+    _to_channel_major_loops(np.ascontiguousarray(gy), gY, gb)
+    return gY, gb
+
+
 def im2col(x, kh, kw, stride=(1, 1), padding=(0, 0), dilation=(1, 1), out_size=None):
     """(N, C, H, W) -> (C*KH*KW, N*OH*OW); see the module docstring.
 

@@ -16,6 +16,7 @@ from tinyconv.errors import DTypeError, ShapeError
 from tinyconv.kernels.conv import conv_out_size
 from tinyconv.ops import conv as C
 from tinyconv.ops import elementwise as E
+from tinyconv.ops import fused as FU
 from tinyconv.ops import loss as L
 from tinyconv.ops import matmul as MM
 from tinyconv.ops import norm as N
@@ -232,6 +233,24 @@ def adaptive_avg_pool2d(input, output_size):  # noqa: A002
 def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa: A002
                training=False, momentum=0.1, eps=1e-05):
     """Normalize each channel (axis 1) of a (N, C, ...) input; see ``tinyconv/ops/norm.py``."""
+    _check_batch_norm(input, running_mean, running_var, weight, bias, training)
+    return N.BatchNorm.apply(input, weight, bias, running_mean, running_var, bool(training),
+                             momentum, eps)
+
+
+def _batch_norm_relu_max_pool2d(input, running_mean, running_var, weight, bias,  # noqa: A002
+                                training, momentum, eps):
+    """max_pool2d(relu(batch_norm(input, ...)), 2, 2) as one op; see tinyconv/ops/fused.py.
+
+    Only for what ``nn.Sequential`` fuses: a 4-D input of even height and width, and a backward
+    pass (if any) in training mode.
+    """
+    _check_batch_norm(input, running_mean, running_var, weight, bias, training)
+    return FU.BatchNormReLUMaxPool2d.apply(input, weight, bias, running_mean, running_var,
+                                           bool(training), momentum, eps)
+
+
+def _check_batch_norm(input, running_mean, running_var, weight, bias, training):  # noqa: A002
     _check_tensor("batch_norm", "input", input)
     _check_float("batch_norm", "input", input)
     if input.ndim < 2:
@@ -251,8 +270,6 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa
                          f"got input size {list(input.shape)}")
     if not training and (running_mean is None or running_var is None):
         raise ValueError("batch_norm(): running_mean and running_var are needed in eval mode")
-    return N.BatchNorm.apply(input, weight, bias, running_mean, running_var, bool(training),
-                             momentum, eps)
 
 
 def _check_p(fn, p):

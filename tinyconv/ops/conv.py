@@ -21,7 +21,9 @@ from __future__ import annotations
 import numpy as np
 
 from tinyconv.autograd import Function
-from tinyconv.kernels.conv import col2im, conv_out_size, im2col
+from tinyconv.kernels.conv import (
+    col2im, conv_out_size, im2col, to_batch_major, to_channel_major,
+)
 
 
 CHUNK_ELEMENTS = 1 << 20  # cols entries per chunk when nothing is saved for backward (4 MB f32)
@@ -31,11 +33,7 @@ def _gemm_into(y, W2, cols, b):
     """y (n, OC, OH*OW) = W2 @ cols (+ b): the GEMM's (OC, n, OH*OW) result moved into y's
     layout, whole rows of OH*OW at a time, adding the bias on the way."""
     n, OC, L = y.shape
-    Yt = (W2 @ cols).reshape(OC, n, L).transpose(1, 0, 2)
-    if b is not None:
-        np.add(Yt, b[:, None], out=y)
-    else:
-        y[...] = Yt
+    to_batch_major((W2 @ cols).reshape(OC, n, L), b, out=y)
 
 
 class Conv2d(Function):
@@ -64,11 +62,12 @@ class Conv2d(Function):
     def backward(ctx, gy):
         cols, W2 = ctx.saved_tensors
         N, OC, OH, OW = gy.shape
-        # (N, OC, OH*OW) -> (OC, N*OH*OW), the layout of Y in forward
-        gY = np.ascontiguousarray(gy.reshape(N, OC, OH * OW).transpose(1, 0, 2)).reshape(OC, -1)
+        # (N, OC, OH*OW) -> (OC, N*OH*OW), the layout of Y in forward; gb on the way
+        gY, gb = to_channel_major(gy.reshape(N, OC, OH * OW))
+        gY = gY.reshape(OC, -1)
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         gW = (gY @ cols.T).reshape(ctx.w_shape) if need_w else None  # (OC, K)
-        gb = gY.sum(axis=1) if need_b else None  # (OC,)
+        gb = gb if need_b else None  # (OC,): gy summed over N, OH, OW
         gx = None
         if need_x:
             kh, kw, stride, padding, dilation = ctx.geometry

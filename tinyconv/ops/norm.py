@@ -29,27 +29,42 @@ from tinyconv.kernels.batchnorm import (
 )
 
 
+def affine_or_default(x, gamma, beta):
+    """gamma and beta, or ones and zeros when the batch norm has no affine parameters."""
+    C = x.shape[1]
+    return (gamma if gamma is not None else np.ones(C, dtype=x.dtype),
+            beta if beta is not None else np.zeros(C, dtype=x.dtype))
+
+
+def update_running_stats(running_mean, running_var, mu, var, M, momentum):
+    """In place (they are the module's buffers); var is biased, running_var is not."""
+    if running_mean is not None:
+        running_mean *= 1 - momentum
+        running_mean += momentum * mu
+        running_var *= 1 - momentum
+        running_var += momentum * var * (M / (M - 1))
+
+
+def eval_scale_shift(x, gamma, beta, running_mean, running_var, eps):
+    """Constant statistics: y = x * scale + shift per channel. Returns (scale, shift, invstd)."""
+    invstd = (1.0 / np.sqrt(running_var + eps)).astype(x.dtype, copy=False)
+    scale = gamma * invstd
+    return scale, beta - running_mean * scale, invstd
+
+
 class BatchNorm(Function):
     @staticmethod
     def forward(ctx, x, gamma, beta, running_mean, running_var, training, momentum, eps):
-        C, nd = x.shape[1], x.ndim
-        gamma_ = gamma if gamma is not None else np.ones(C, dtype=x.dtype)
-        beta_ = beta if beta is not None else np.zeros(C, dtype=x.dtype)
+        gamma_, beta_ = affine_or_default(x, gamma, beta)
         if training:
             y, xhat, mu, var, invstd = batch_norm_forward(x, gamma_, beta_, eps)
-            if running_mean is not None:
-                M = x.size // C
-                # In-place: these arrays are the module's buffers.
-                running_mean *= 1 - momentum
-                running_mean += momentum * mu
-                running_var *= 1 - momentum
-                running_var += momentum * var * (M / (M - 1))
+            update_running_stats(running_mean, running_var, mu, var, x.size // x.shape[1],
+                                 momentum)
             ctx.save_for_backward(xhat, invstd, gamma_)
         else:
-            # Constant statistics: y = x * scale + shift, per channel.
-            invstd = (1.0 / np.sqrt(running_var + eps)).astype(x.dtype, copy=False)
-            scale = gamma_ * invstd
-            y = batch_norm_eval(x, scale, beta_ - running_mean * scale)
+            scale, shift, invstd = eval_scale_shift(x, gamma_, beta_, running_mean, running_var,
+                                                    eps)
+            y = batch_norm_eval(x, scale, shift)
             if ctx.recording:
                 ctx.save_for_backward(scale, x, running_mean.copy(), invstd)
         ctx.training = training

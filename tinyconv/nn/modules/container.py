@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from tinyconv.nn.fusion import try_fused
 from tinyconv.nn.modules.module import Module
 
 
@@ -23,8 +24,16 @@ class Sequential(Module):
                 self.add_module(str(i), module)
 
     def forward(self, input):  # noqa: A002
-        for module in self._modules.values():
-            input = module(input)  # noqa: A001
+        # Some runs of modules are computed as one fused op (same results, fewer passes over
+        # memory): see tinyconv/nn/fusion.py.
+        modules = list(self._modules.values())
+        i = 0
+        while i < len(modules):
+            fused = try_fused(modules, i, input)
+            if fused is not None:
+                input, i = fused, i + 3  # noqa: A001
+            else:
+                input, i = modules[i](input), i + 1  # noqa: A001
         return input
 
     def __getitem__(self, idx):

@@ -154,6 +154,10 @@ class _BatchNorm(Module):
             self.num_batches_tracked._data[...] = 0
 
     def forward(self, input):  # noqa: A002
+        return F.batch_norm(input, *self._batch_norm_args(input))
+
+    def _batch_norm_args(self, input):  # noqa: A002
+        """Check ``input``, count the batch, and return F.batch_norm's other arguments."""
         if not isinstance(input, Tensor) or input.ndim not in self._expected_dims:
             shape = tuple(input.shape) if isinstance(input, Tensor) else type(input).__name__
             raise ShapeError(f"{type(self).__name__}: expected "
@@ -172,9 +176,8 @@ class _BatchNorm(Module):
                 factor = 1.0 / float(self.num_batches_tracked._data)
         use_batch_stats = self.training or self.running_mean is None
         track = not self.training or self.track_running_stats
-        return F.batch_norm(input, self.running_mean if track else None,
-                            self.running_var if track else None, self.weight, self.bias,
-                            use_batch_stats, factor, self.eps)
+        return (self.running_mean if track else None, self.running_var if track else None,
+                self.weight, self.bias, use_batch_stats, factor, self.eps)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "

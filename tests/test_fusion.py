@@ -1,0 +1,161 @@
+"""BatchNorm2d -> ReLU -> MaxPool2d(2, 2) fused by nn.Sequential (tinyconv/nn/fusion.py).
+
+The fused kernels against their reference twins (the unfused NumPy references in a row), the
+fused op against the three unfused ops (bit-identical outputs and running statistics, gradients
+equal up to the order of the sums), and the rules for when nn.Sequential fuses.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tinyconv
+from tinyconv import nn
+from tinyconv.kernels import fused
+from tinyconv.kernels.batchnorm import batch_norm_stats
+
+HYP = settings(max_examples=30, deadline=None, database=None)
+DTYPES = [np.float32, np.float64]
+
+
+@pytest.fixture(autouse=True)
+def fusion_on():
+    nn.set_fusion(True)
+    yield
+    nn.set_fusion(True)
+
+
+def draw_input(data, shape, dtype, ties):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    x = rng.standard_normal(shape)
+    if ties:  # few distinct values: equal maxima and exact zeros after the ReLU
+        x = np.round(x * 2) / 2
+    return x.astype(dtype)
+
+
+@HYP
+@given(n=st.integers(1, 3), c=st.integers(1, 3), oh=st.integers(1, 4), ow=st.integers(1, 4),
+       dtype=st.sampled_from(DTYPES), ties=st.booleans(), data=st.data())
+def test_fused_kernels_equal_reference(n, c, oh, ow, dtype, ties, data):
+    x = draw_input(data, (n, c, 2 * oh, 2 * ow), dtype, ties)
+    gamma = draw_input(data, (c,), dtype, False)
+    beta = draw_input(data, (c,), dtype, False)
+    gy = draw_input(data, (n, c, oh, ow), dtype, False)
+    y_ref, at_ref, (mu, var, invstd) = fused.forward_reference(x, gamma, beta, 1e-5)
+    # NOTE: the statistics come from the fast kernel on both sides: the reference's NumPy sums
+    # round differently, and a different mean can change which pixel wins a near-tie.
+    mu, var, invstd = batch_norm_stats(x, 1e-5)
+    y, at = fused.forward(x, gamma, beta, True, (mu, invstd))
+    assert y.dtype == dtype and at.dtype == np.uint8
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y, y_ref, rtol=rtol, atol=rtol)
+    grads = fused.backward(gy, x, y, at, gamma, mu, invstd)
+    grads_ref = fused.backward_reference(gy, x, y, at, gamma, beta, mu, invstd)
+    for name, a, b in zip(("gx", "ggamma", "gbeta"), grads, grads_ref):
+        assert a.dtype == dtype, name
+        np.testing.assert_allclose(a, b, rtol=rtol * 10, atol=rtol * 10, err_msg=name)
+
+
+def layer(c=3, pool=None):
+    return nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(), pool or nn.MaxPool2d(2, 2))
+
+
+def run(model, x, fuse, train=True):
+    """(output, input gradient, parameter gradients, state) with fusion on or off."""
+    nn.set_fusion(fuse)
+    model.train(train)
+    x = x.detach().requires_grad_()
+    out = model(x)
+    (out * tinyconv.arange(out.numel()).reshape(out.shape).to(out.dtype)).sum().backward()
+    grads = {k: p.grad.numpy().copy() for k, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = None
+    state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
+    return out.detach().numpy(), x.grad.numpy(), grads, state, out.grad_fn.name()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ties", [False, True])
+def test_fused_equals_unfused(dtype, ties):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 3, 6, 8))
+    x = tinyconv.from_numpy((np.round(x * 2) / 2 if ties else x).astype(dtype))
+    tinyconv.manual_seed(0)
+    a, b = layer().to(dtype), layer().to(dtype)
+    b.load_state_dict(a.state_dict())
+    for p in a.parameters():  # not the default 1 and 0
+        p.data = tinyconv.from_numpy(rng.uniform(0.5, 1.5, p.shape).astype(dtype))
+    b.load_state_dict(a.state_dict())
+    for step in range(2):  # the second step sees the running statistics moved by the first
+        out_f, gx_f, g_f, state_f, node_f = run(a, x, True)
+        out_u, gx_u, g_u, state_u, node_u = run(b, x, False)
+        assert node_f == "BatchNormReLUMaxPool2dBackward" and node_u == "MaxPool2dBackward"
+        np.testing.assert_array_equal(out_f, out_u)
+        for k in state_f:
+            np.testing.assert_array_equal(state_f[k], state_u[k], err_msg=k)
+        rtol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(gx_f, gx_u, rtol=rtol, atol=rtol * np.abs(gx_u).max())
+        for k in g_f:
+            np.testing.assert_allclose(g_f[k], g_u[k], rtol=rtol, atol=rtol, err_msg=k)
+    # evaluation under no_grad: fused, same output
+    a.eval()
+    b.eval()
+    with tinyconv.no_grad():
+        nn.set_fusion(True)
+        out_f = a(x)
+        nn.set_fusion(False)
+        out_u = b(x)
+    np.testing.assert_array_equal(out_f.numpy(), out_u.numpy())
+
+
+def test_evaluation_with_a_backward_is_not_fused():
+    x = tinyconv.randn(2, 3, 4, 4, requires_grad=True)
+    model = layer().eval()
+    out = model(x)
+    assert out.grad_fn.name() == "MaxPool2dBackward"
+    out.sum().backward()
+    assert x.grad is not None
+    assert int(model[0].num_batches_tracked.item()) == 0  # counted once, only in training
+
+
+def test_training_counts_each_batch_once():
+    model = layer()
+    model(tinyconv.randn(2, 3, 4, 4))
+    model(tinyconv.randn(2, 3, 4, 4))
+    assert int(model[0].num_batches_tracked.item()) == 2
+
+
+@pytest.mark.parametrize("case", ["odd size", "stride 1", "padding", "ceil mode", "indices",
+                                  "patched", "subclass", "disabled"])
+def test_not_fused(case):
+    pool = {"stride 1": nn.MaxPool2d(2, 1), "padding": nn.MaxPool2d(2, 2, padding=1),
+            "ceil mode": nn.MaxPool2d(2, 2, ceil_mode=True)}.get(case)
+    model = layer(pool=pool)
+    shape = (2, 3, 5, 4) if case == "odd size" else (2, 3, 4, 4)
+    if case == "indices":
+        model[2].return_indices = True
+    if case == "patched":  # what tinyconv.summary and the parity recorder do
+        model[1].forward = type(model[1]).forward.__get__(model[1])
+    if case == "subclass":
+        class MyReLU(nn.ReLU):
+            pass
+        model = nn.Sequential(model[0], MyReLU(), model[2])
+    if case == "disabled":
+        nn.set_fusion(False)
+    out = model(tinyconv.randn(*shape))
+    out = out[0] if case == "indices" else out
+    assert out.grad_fn.name() != "BatchNormReLUMaxPool2dBackward"
+
+
+def test_wrong_input_gets_the_modules_errors():
+    model = layer(c=3)
+    with pytest.raises(ValueError, match=r"BatchNorm2d\(3\): expected input with 3 channels"):
+        model(tinyconv.randn(2, 4, 4, 4))
+
+
+def test_summary_still_sees_each_layer():
+    from tinyconv.models import SEED_NETWORKS
+    text = str(tinyconv.summary(SEED_NETWORKS["fashioncnn"][0](), (1, 28, 28)))
+    for name in ("BatchNorm2d", "ReLU", "MaxPool2d"):
+        assert name in text

@@ -1,0 +1,188 @@
+"""BatchNorm2d -> ReLU -> MaxPool2d(2, 2) as one pass over the activation.
+
+FashionCNN's layers end in this sequence. Run module by module, it writes four full-size arrays
+in the forward pass (xhat, the batch-norm output, the ReLU output, the pooling's arg-max) and
+three in the backward pass (the pooling's scattered gradient, the ReLU's, the batch norm's),
+each read back by the next step. Fused, the forward pass reads x twice (statistics, then
+normalize + ReLU + max) and writes only the pooled output and a one-byte arg-max per window;
+the backward pass reads x, recomputes xhat where it needs it, and writes the input gradient
+once. (``nn.Sequential`` uses it for this sequence; see tinyconv/ops/fused.py.)
+
+Notation as in tinyconv/kernels/batchnorm.py and pool.py; per channel c::
+
+    z = (x - mu) * invstd * gamma + beta      (training: batch statistics)
+    z = x * scale + shift                     (evaluation: scale = gamma * invstd,
+                                                            shift = beta - running_mean * scale)
+    r = relu(z),   y = max of r over each 2x2 window,   at = its position in the window 0..3
+                                              (0 1 / 2 3; the first on ties; NaN wins)
+
+Backward (training): the gradient of z is gy at the arg-max of each window whose y > 0 and 0
+everywhere else, so the batch-norm sums only visit one pixel per window::
+
+    sum_g = sum of gz,  sum_gh = sum of gz * xhat,
+    gx    = gamma * invstd / M * (M * gz - sum_g - xhat * sum_gh)
+
+Each value is computed with the same operations, in the same order, as the unfused kernels, so
+the forward outputs are bit-identical to them; the backward sums are the same sums in another
+order. The reference twins compose the unfused NumPy references.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from tinyconv.kernels.activation import relu_backward_reference, relu_forward_reference
+from tinyconv.kernels.batchnorm import (
+    _FASTMATH, batch_norm_backward_reference, batch_norm_eval_reference,
+    batch_norm_forward_reference,
+)
+from tinyconv.kernels.pool import maxpool2d_backward_reference, maxpool2d_forward_reference
+
+
+def _window_position(idx, W):
+    """Flat arg-max indices (N, C, OH, OW) of 2x2 / stride-2 windows -> position 0..3 inside."""
+    OH, OW = idx.shape[2:]
+    h, w = idx // W, idx % W
+    return ((h - 2 * np.arange(OH)[:, None]) * 2 + (w - 2 * np.arange(OW))).astype(np.uint8)
+
+
+def forward_reference(x, gamma, beta, eps, running=None):
+    """The three unfused references in a row: returns (y, at, (mu, var, invstd)).
+
+    ``running=(running_mean, running_var)`` normalizes with them (evaluation), else with the
+    batch statistics (training; then the statistics are returned).
+    """
+    N, C, H, W = x.shape
+    if running is None:
+        z, _, mu, var, invstd = batch_norm_forward_reference(x, gamma, beta, eps)
+        stats = (mu, var, invstd)
+    else:
+        invstd = (1.0 / np.sqrt(running[1] + eps)).astype(x.dtype)
+        scale = gamma * invstd
+        z = batch_norm_eval_reference(x, scale, beta - running[0] * scale)
+        stats = None
+    y, idx = maxpool2d_forward_reference(relu_forward_reference(z), 2, 2, (2, 2), (0, 0), (1, 1),
+                                         H // 2, W // 2)
+    return y, _window_position(idx, W), stats
+
+
+def backward_reference(gy, x, y, at, gamma, beta, mu, invstd):
+    """Training-mode gradients through the unfused references: (gx, ggamma, gbeta)."""
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2:]
+    idx = (2 * np.arange(OH)[:, None] + at // 2) * W + 2 * np.arange(OW) + at % 2
+    per_channel = (1, C, 1, 1)
+    xhat = (x - mu.reshape(per_channel)) * invstd.reshape(per_channel)
+    relu_out = relu_forward_reference(xhat * gamma.reshape(per_channel) + beta.reshape(per_channel))
+    g_pool = maxpool2d_backward_reference(gy, idx.astype(np.int64), x.shape)
+    gz = relu_backward_reference(g_pool, relu_out)
+    return batch_norm_backward_reference(gz, xhat, gamma, invstd)
+
+
+@njit(inline="always")
+def _bn_relu_row(src, dst, training, a, s, g, b):
+    # one row of the activation, normalized and through the ReLU: a plain loop over two
+    # views, which LLVM vectorizes (the pooling below reads every other element)
+    if training:
+        for i in range(src.size):
+            z = (src[i] - a) * s * g + b
+            dst[i] = 0 if z <= 0 else z  # NaN <= 0 is false: NaN passes, as in the ReLU kernel
+    else:
+        for i in range(src.size):
+            z = src[i] * s + b
+            dst[i] = 0 if z <= 0 else z
+
+
+@njit(cache=True, parallel=True, fastmath=_FASTMATH)
+def _forward_loops(x, training, p_a, p_s, p_g, p_b, y, at):
+    # training: (a, s, g, b) = (mu, invstd, gamma, beta); evaluation: (-, scale, -, shift)
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2], y.shape[3]
+    for task in prange(N * C):
+        n, c = task // C, task % C
+        a, s, g, b = p_a[c], p_s[c], p_g[c], p_b[c]
+        top, bottom = np.empty(W, x.dtype), np.empty(W, x.dtype)
+        for oh in range(OH):
+            _bn_relu_row(x[n, c, 2 * oh], top, training, a, s, g, b)
+            _bn_relu_row(x[n, c, 2 * oh + 1], bottom, training, a, s, g, b)
+            y_row, at_row = y[n, c, oh], at[n, c, oh]
+            for ow in range(OW):
+                # the first maximum in window order 0 1 / 2 3 (the last NaN), as two pairs:
+                # the top pair's winner keeps ties against the bottom pair's
+                t, kt = top[2 * ow], 0
+                v = top[2 * ow + 1]
+                if v > t or v != v:
+                    t, kt = v, 1
+                u, ku = bottom[2 * ow], 2
+                v = bottom[2 * ow + 1]
+                if v > u or v != v:
+                    u, ku = v, 3
+                if u > t or u != u:
+                    t, kt = u, ku
+                y_row[ow] = t
+                at_row[ow] = kt
+
+
+@njit(cache=True, parallel=True, fastmath=_FASTMATH)
+def _backward_loops(gy, x, y, at, mu, invstd, gamma, gx, ggamma, gbeta):
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2], y.shape[3]
+    M = N * H * W
+    for c in prange(C):  # one thread per channel: the sums need the whole channel
+        m, s = mu[c], invstd[c]
+        sum_g = 0.0
+        sum_gh = 0.0
+        for n in range(N):  # one pixel per window: the arg-max, when the ReLU let it through
+            x_plane, g_plane, y_plane, at_plane = x[n, c], gy[n, c], y[n, c], at[n, c]
+            for oh in range(OH):
+                for ow in range(OW):
+                    if y_plane[oh, ow] <= 0:
+                        continue
+                    g, k = g_plane[oh, ow], at_plane[oh, ow]
+                    h = (x_plane[2 * oh + k // 2, 2 * ow + k % 2] - m) * s
+                    sum_g += g
+                    sum_gh += g * h
+        gbeta[c], ggamma[c] = sum_g, sum_gh
+        scale = gamma[c] * s / M
+        for n in range(N):
+            x_plane, gx_plane = x[n, c], gx[n, c]
+            g_plane, y_plane, at_plane = gy[n, c], y[n, c], at[n, c]
+            for h_ in range(H):  # every pixel as if no gradient reached it (gz = 0) ...
+                row, out = x_plane[h_], gx_plane[h_]
+                for w in range(W):
+                    out[w] = scale * (0 - sum_g - (row[w] - m) * s * sum_gh)
+            for oh in range(OH):  # ... then the arg-max pixels that did get one
+                for ow in range(OW):
+                    if y_plane[oh, ow] <= 0:
+                        continue
+                    k = at_plane[oh, ow]
+                    i, j = 2 * oh + k // 2, 2 * ow + k % 2
+                    h = (x_plane[i, j] - m) * s
+                    gx_plane[i, j] = scale * (M * g_plane[oh, ow] - sum_g - h * sum_gh)
+
+
+def forward(x, gamma, beta, training, stats):
+    """Fast forward: ``stats`` = (mu, invstd) when training, (scale, shift) in evaluation.
+
+    Returns y (N, C, H/2, W/2) and at (N, C, H/2, W/2) uint8.
+    """
+    N, C, H, W = x.shape
+    y = np.empty((N, C, H // 2, W // 2), dtype=x.dtype)
+    at = np.empty(y.shape, dtype=np.uint8)
+    if training:
+        args = (stats[0], stats[1], gamma, beta)
+    else:
+        args = (stats[0], stats[0], stats[0], stats[1])  # a and g unused
+    args = tuple(a.astype(x.dtype, copy=False) for a in args)
+    _forward_loops(np.ascontiguousarray(x), training, *args, y, at)
+    return y, at
+
+
+def backward(gy, x, y, at, gamma, mu, invstd):
+    """Fast training-mode backward: (gx, ggamma, gbeta)."""
+    C, dt = x.shape[1], x.dtype
+    gx = np.empty(x.shape, dtype=dt)
+    ggamma, gbeta = np.empty(C, dtype=dt), np.empty(C, dtype=dt)
+    _backward_loops(np.ascontiguousarray(gy), x, y, at, mu, invstd, gamma, gx, ggamma, gbeta)
+    return gx, ggamma, gbeta

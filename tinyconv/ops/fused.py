@@ -1,0 +1,42 @@
+"""BatchNorm2d -> ReLU -> MaxPool2d(2, 2) as one op (kernels in tinyconv/kernels/fused.py).
+
+``nn.Sequential`` calls it in place of the three modules when they follow each other and
+nothing could tell the difference (see ``fusable`` in tinyconv/nn/modules/container.py): the
+outputs are bit-identical to the three ops in a row, the running statistics move the same way,
+and the gradients are the same sums in another order. In the autograd graph the three nodes
+become one, ``BatchNormReLUMaxPool2dBackward``; ``tinyconv.nn.set_fusion(False)`` turns this
+off (e.g. to look at the unfused graph).
+"""
+
+from __future__ import annotations
+
+from tinyconv.autograd import Function
+from tinyconv.kernels import fused
+from tinyconv.kernels.batchnorm import batch_norm_stats
+from tinyconv.ops.norm import affine_or_default, eval_scale_shift, update_running_stats
+
+
+class BatchNormReLUMaxPool2d(Function):
+    @staticmethod
+    def forward(ctx, x, gamma, beta, running_mean, running_var, training, momentum, eps):
+        gamma_, beta_ = affine_or_default(x, gamma, beta)
+        if training:
+            mu, var, invstd = batch_norm_stats(x, eps)
+            update_running_stats(running_mean, running_var, mu, var, x.size // x.shape[1],
+                                 momentum)
+            y, at = fused.forward(x, gamma_, beta_, True, (mu, invstd))
+            ctx.save_for_backward(x, y, at, gamma_, mu, invstd)
+            return y
+        if ctx.recording:  # nn.Sequential never fuses evaluation when a backward will follow
+            raise RuntimeError("BatchNormReLUMaxPool2d: no backward in evaluation mode")
+        scale, shift, _ = eval_scale_shift(x, gamma_, beta_, running_mean, running_var, eps)
+        y, _ = fused.forward(x, gamma_, beta_, False, (scale, shift))
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, y, at, gamma, mu, invstd = ctx.saved_tensors
+        gx, ggamma, gbeta = fused.backward(gy, x, y, at, gamma, mu, invstd)
+        need = ctx.needs_input_grad
+        return (gx if need[0] else None, ggamma if need[1] else None,
+                gbeta if need[2] else None)
