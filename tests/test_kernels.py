@@ -15,7 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinyconv.kernels.conv import col2im, col2im_reference, conv_out_size, im2col, im2col_reference
+from tinyconv.kernels.conv import (
+    col2im, col2im_reference, conv_out_size, im2col, im2col_reference, to_batch_major,
+    to_batch_major_reference, to_channel_major, to_channel_major_reference,
+)
 from tinyconv.kernels.batchnorm import (
     batch_norm_backward, batch_norm_backward_reference, batch_norm_eval, batch_norm_eval_reference,
     batch_norm_forward,
@@ -468,3 +471,27 @@ def test_relu_matches_torch_on_special_values():
     y = relu_forward(x)
     np.testing.assert_array_equal(y, ty.detach().numpy())
     np.testing.assert_array_equal(relu_backward(gy, y), tx.grad.numpy())
+
+
+# ---- layout moves around the convolution's GEMM -------------------------------------------
+
+
+@HYP
+@given(shape=st.tuples(st.integers(1, 5), st.integers(1, 5), st.integers(1, 40)),
+       dtype=st.sampled_from(DTYPES), bias=st.booleans(), data=st.data())
+def test_layout_moves_equal_reference(shape, dtype, bias, data):
+    OC, N, L = shape
+    Y = draw_array(data, (OC, N, L), dtype)
+    b = draw_array(data, (OC,), dtype) if bias else None
+    y = to_batch_major(Y, b)
+    assert y.dtype == dtype and y.shape == (N, OC, L)
+    np.testing.assert_array_equal(y, to_batch_major_reference(Y, b))  # a copy (+ b): exact
+    out = np.empty((N, OC, L), dtype)
+    assert to_batch_major(Y, b, out=out) is out
+    gY, gb = to_channel_major(y)
+    gY_ref, gb_ref = to_channel_major_reference(y)
+    assert gY.dtype == gb.dtype == dtype
+    np.testing.assert_array_equal(gY, gY_ref)
+    # NOTE: allclose for the sums: the kernel adds in float64 in its own (vector) order
+    rtol = 1e-6 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(gb, gb_ref, rtol=rtol, atol=rtol)
