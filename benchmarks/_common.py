@@ -16,6 +16,12 @@ import statistics
 import sys
 import time
 
+# OpenBLAS's worker threads spin after each matrix product and take the cores from numba's
+# threads (see tinyconv/__init__.py); OpenBLAS reads this when numpy loads it, so the scripts
+# import this module before numpy, and child processes inherit it. It changes nothing on the
+# torch side (torch's CPU matrix products do not go through numpy's OpenBLAS).
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH_DIR)
 DEFAULT_OUT = os.path.join(BENCH_DIR, "results")
@@ -71,6 +77,7 @@ def machine_info(threads):
     except ImportError:
         info["blas"] = "unknown (pip install threadpoolctl)"
     info["openblas_coretype"] = os.environ.get("OPENBLAS_CORETYPE", "")
+    info["openblas_thread_timeout"] = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "")
     info["numba"] = numba.__version__
     info["numba_threading_layer"] = numba.config.THREADING_LAYER
     return info
@@ -83,6 +90,8 @@ def machine_line(info):
             f"layer), torch {info['torch']}")
     if info.get("openblas_coretype"):
         line += f"; OPENBLAS_CORETYPE={info['openblas_coretype']}"
+    if info.get("openblas_thread_timeout"):
+        line += f"; OPENBLAS_THREAD_TIMEOUT={info['openblas_thread_timeout']}"
     return line
 
 

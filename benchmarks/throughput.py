@@ -19,11 +19,11 @@ import os
 import sys
 import warnings
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 warnings.filterwarnings("ignore", message=".*dropout2d.*")
 
+import _common  # noqa: E402,F401  (first: sets OpenBLAS's thread timeout before numpy loads it)
+import numpy as np  # noqa: E402
 import torch  # noqa: E402  (imported before tinyconv: neither changes the other's threads)
 from _common import (  # noqa: E402
     DEFAULT_OUT,

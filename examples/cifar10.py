@@ -11,8 +11,12 @@ RandomCrop(32, padding=4) + RandomHorizontalFlip. Besides what fashion.py writes
 folder gets class_distribution.png and samples.png (a grid of training images with their class).
 """
 
-import argparse
 import os
+
+# Before numpy loads OpenBLAS (see tinyconv/__init__.py and examples/common.py).
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+import argparse
 
 import numpy as np
 from common import add_common_args, run

@@ -15,6 +15,10 @@ import sys
 import time
 import warnings
 
+# Before numpy loads OpenBLAS: its threads must not spin after each matrix product while numba's
+# threads want the cores (see tinyconv/__init__.py).
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 import numpy as np
 
 # Make `python examples/fashion.py` work from a clone without installing the package.

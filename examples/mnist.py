@@ -11,8 +11,12 @@ image) the fully connected net does as well as before while the CNN loses its ad
 because convolution relies on neighbouring pixels being related.
 """
 
-import argparse
 import os
+
+# Before numpy loads OpenBLAS (see tinyconv/__init__.py and examples/common.py).
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+import argparse
 import time
 
 import numpy as np

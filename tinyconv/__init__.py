@@ -8,6 +8,16 @@ from __future__ import annotations
 
 import numbers as _numbers
 import os as _os
+import sys as _sys
+
+# NOTE: OpenBLAS (behind numpy's matrix products) keeps its worker threads spinning after each
+# product (for 2**28 cycles by default), and they take the cores from numba's threads in the
+# kernels that run next: a FashionCNN training step took ~41 ms instead of ~37 ms on 2 cores.
+# OPENBLAS_THREAD_TIMEOUT=4 lets them sleep almost at once. OpenBLAS reads it when it loads, so
+# it takes effect only if tinyconv is imported before numpy (the examples and benchmarks set it
+# themselves); a value already in the environment wins.
+if "numpy" not in _sys.modules:
+    _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 # NOTE: numba's default (OpenMP) workers keep spinning after each parallel loop and steal the
 # cores from OpenBLAS's threads during the next matrix product: a FashionCNN training step took
