@@ -133,6 +133,8 @@ class Recorder:
 
     def __init__(self):
         self.outputs = {"tinyconv": {}, "torch": {}}
+        # inputs of the MaxPool2d modules, to find windows where the twins pick different maxima
+        self.pool_inputs = {"tinyconv": {}, "torch": {}}
         self._calls = {"tinyconv": defaultdict(int), "torch": defaultdict(int)}
 
     def clear(self):
@@ -156,6 +158,32 @@ class Recorder:
         """Names present on both sides, in tinyconv's call order."""
         return [n for n in self.outputs["tinyconv"] if n in self.outputs["torch"]]
 
+    def record_pool_input(self, side, name, module, value):
+        arr = (value.detach().cpu().numpy() if isinstance(value, torch.Tensor)
+               else value.detach().numpy())
+        self.pool_inputs[side][name] = (np.array(arr, copy=True), module)
+
+    def argmax_flips(self):
+        """{pool name: number of windows whose arg-max differs between the twins}.
+
+        The pooled values agree, but where two candidates of a window are equal to within
+        float32 rounding, each side's rounding may make a different one the larger: the gradient
+        then goes to a different pixel, and every gradient computed from it (the layers before
+        the pool) differs by far more than rounding, in either framework against float64 too.
+        """
+        flips = {}
+        for name, (a, m) in self.pool_inputs["tinyconv"].items():
+            if name not in self.pool_inputs["torch"]:
+                continue
+            b = self.pool_inputs["torch"][name][0]
+            args = (m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)
+            _, ia = torch.nn.functional.max_pool2d(torch.from_numpy(a), *args,
+                                                   return_indices=True)
+            _, ib = torch.nn.functional.max_pool2d(torch.from_numpy(b), *args,
+                                                   return_indices=True)
+            flips[name] = int((ia != ib).sum())
+        return flips
+
 
 @contextlib.contextmanager
 def record_outputs(tiny_model, torch_model):
@@ -164,13 +192,16 @@ def record_outputs(tiny_model, torch_model):
     patches = []
     for name, m in tiny_model.named_modules():
         if name:
-            patches.append((m, lambda f, n=name: _recording(f, recorder, n)))
+            patches.append((m, lambda f, n=name, m=m: _recording(f, recorder, n, m)))
     handles = []
     try:
         for name, m in torch_model.named_modules():
             if name:
                 handles.append(m.register_forward_hook(
                     lambda _m, _i, out, n=name: recorder.record("torch", n, out)))
+            if isinstance(m, torch.nn.MaxPool2d):
+                handles.append(m.register_forward_pre_hook(
+                    lambda _m, inp, n=name: recorder.record_pool_input("torch", n, _m, inp[0])))
         with _patched_forwards(patches):
             yield recorder
     finally:
@@ -178,8 +209,12 @@ def record_outputs(tiny_model, torch_model):
             h.remove()
 
 
-def _recording(forward, recorder, name):
+def _recording(forward, recorder, name, module):
+    is_pool = isinstance(module, tnn.MaxPool2d)
+
     def wrapped(*args, **kwargs):
+        if is_pool:
+            recorder.record_pool_input("tinyconv", name, module, args[0])
         out = forward(*args, **kwargs)
         recorder.record("tinyconv", name, out)
         return out

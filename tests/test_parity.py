@@ -317,3 +317,25 @@ def test_accuracy_command_trains_both_and_reports_the_gap(capsys):
     line = [s for s in out.splitlines() if s.startswith("final test accuracy")][0]
     ours, theirs = (float(v.rstrip("%,")) for v in line.split()[4:7:2])
     assert ours > 50 and theirs > 50 and abs(ours - theirs) < 2
+
+
+def test_argmax_flips_are_found_and_name_the_layers_before_the_pool():
+    # A window whose two candidates tie on one side and not on the other: the twins' maxima
+    # agree in value but not in position, which the compare command must explain, not fail.
+    from parity.cli import behind_flips
+    from parity.twins import Recorder
+
+    pool = tinyconv.nn.MaxPool2d(2)
+    a = np.array([[[[0.5, 0.1], [0.5, 0.2]]]], dtype=np.float32)  # tie: first (0) wins
+    b = a.copy()
+    b[0, 0, 1, 0] = np.nextafter(np.float32(0.5), np.float32(1))  # the later one is larger
+    rec = Recorder()
+    rec.record_pool_input("tinyconv", "features.2", pool, tinyconv.from_numpy(a))
+    rec.record_pool_input("torch", "features.2", pool, torch.from_numpy(b))
+    rec.record_pool_input("tinyconv", "features.5", pool, tinyconv.from_numpy(a))
+    rec.record_pool_input("torch", "features.5", pool, torch.from_numpy(a))
+    assert rec.argmax_flips() == {"features.2": 1, "features.5": 0}
+    model = tinyconv.nn.Module()
+    model.features = tinyconv.nn.Sequential(tinyconv.nn.Conv2d(1, 1, 1), tinyconv.nn.ReLU(),
+                                            pool, tinyconv.nn.Conv2d(1, 1, 1))
+    assert behind_flips(model, {"features.2": 1}) == {"features.0.weight", "features.0.bias"}
