@@ -30,7 +30,7 @@ from tinyconv.models import SEED_NETWORKS
 from tinyconv.nn import functional as F
 
 from .convert import to_torch
-from .twins import MaskSource, record_outputs, shared_dropout
+from .twins import MaskSource, record_outputs, shared_dropout, shared_dropout_torch
 
 # FashionCNN applies Dropout2d to fc1's 2-D output (as its tutorial does): both frameworks warn.
 warnings.filterwarnings("ignore", message=".*dropout2d.*")
@@ -136,11 +136,16 @@ def weight_drift(tiny, theirs, with_name=False):
 
 
 def optimizers(name, tiny, theirs, lr, momentum=0.9):
+    """The same optimizer for each twin: (tinyconv's, torch's)."""
+    return (optimizer(tinyconv, name, tiny, lr, momentum),
+            optimizer(torch, name, theirs, lr, momentum))
+
+
+def optimizer(fw, name, model, lr, momentum=0.9):
+    """``fw.optim.Adam`` or ``fw.optim.SGD`` (with momentum) over the model's parameters."""
     if name == "adam":
-        return tinyconv.optim.Adam(tiny.parameters(), lr=lr), torch.optim.Adam(
-            theirs.parameters(), lr=lr)
-    return (tinyconv.optim.SGD(tiny.parameters(), lr=lr, momentum=momentum),
-            torch.optim.SGD(theirs.parameters(), lr=lr, momentum=momentum))
+        return fw.optim.Adam(model.parameters(), lr=lr)
+    return fw.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
 
 
 def train_step(tiny, theirs, opts, loss_fns, batch, dtype, device):
@@ -329,6 +334,13 @@ def lockstep(args):
           f"{'met' if summary['target_met'] else 'NOT met'}")
     print("growth of the max rel gap so far: " + ", ".join(
         f"<= step {k}: {v:.2e}" for k, v in summary["max_rel_gap_by_step"].items()))
+    if args.baseline and len(history) == args.steps:
+        base = torch_baseline(args, dtype, device, len(history))
+        summary["torch_vs_torch"] = base
+        print(f"baseline, torch against itself ({base['threads'][0]} vs {base['threads'][1]} "
+              f"threads; same weights, batches and masks): max rel gap "
+              f"{base['max_rel_gap']:.2e}; growth: " + ", ".join(
+                  f"<= step {k}: {v:.2e}" for k, v in base["max_rel_gap_by_step"].items()))
     out = args.out or os.path.join("runs", "parity", f"lockstep-{args.model}-{dtype}")
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "lockstep.json"), "w") as f:
@@ -336,6 +348,46 @@ def lockstep(args):
     plot_lockstep(history, summary, os.path.join(out, "lockstep.png"))
     print(f"wrote {out}/lockstep.json and {out}/lockstep.png ({elapsed:.0f} s)")
     return 0 if summary["target_met"] else 1
+
+
+def torch_baseline(args, dtype, device, steps):
+    """The lockstep run again with torch on both sides, one with a single thread.
+
+    The two differ only in the order in which torch's kernels add up (thread count decides how
+    sums are split), which shows how far float32 rounding alone moves two runs of the same
+    framework apart in this recipe: the yardstick for the tinyconv-torch gap.
+    """
+    threads = torch.get_num_threads()
+    pair = (1, threads) if threads > 1 else (1, 2)
+    batches = loader(load_dataset(args.model, args.data_dir, train=True), args.batch_size,
+                     shuffle=True, seed=args.seed)
+    _, first = make_twins(args.model, dtype, device, args.seed)
+    _, second = make_twins(args.model, dtype, device, args.seed)
+    first.train()
+    second.train()
+    _, _, loss_fn = losses(args.model)
+    opts = [optimizer(torch, args.optimizer, m, args.lr) for m in (first, second)]
+    rel, stream = [], _cycle(batches)
+    try:
+        with shared_dropout_torch(first, second, seed=args.seed):
+            for _ in range(steps):
+                _, (tx, ty) = as_inputs(*next(stream), dtype, device)
+                pair_losses = []
+                for model, opt, n in zip((first, second), opts, pair):
+                    torch.set_num_threads(n)
+                    loss = loss_fn(model(tx), ty)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    pair_losses.append(float(loss.item()))
+                a, b = pair_losses
+                rel.append(abs(a - b) / abs(b) if b else abs(a - b))
+    finally:
+        torch.set_num_threads(threads)
+    rel = np.array(rel)
+    return dict(threads=list(pair), max_rel_gap=float(rel.max()),
+                max_rel_gap_by_step={str(k): float(np.max(rel[:k]))
+                                     for k in sorted(_report_steps(steps))})
 
 
 def _cycle(batches):
@@ -481,6 +533,9 @@ def build_parser():
     common(p, "float64")
     training(p)
     p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run torch against itself (1 thread vs several) on the same "
+                        "batches: how far rounding alone moves two runs apart (default: on)")
     p.add_argument("--out", default=None,
                    help="folder for lockstep.json and lockstep.png "
                         "(default runs/parity/lockstep-MODEL-DTYPE)")

@@ -72,12 +72,12 @@ def _tiny_dropout_forward(module, name, kind, source):
     return forward
 
 
-def _torch_dropout_forward(module, name, kind, source):
+def _torch_dropout_forward(module, name, kind, source, side="torch"):
     def forward(input):  # noqa: A002
         if not module.training or module.p == 0.0:
             return input
         np_dtype = torch.empty((), dtype=input.dtype).numpy().dtype
-        mask = source.mask("torch", name, _noise_shape(kind, input.shape), module.p, np_dtype)
+        mask = source.mask(side, name, _noise_shape(kind, input.shape), module.p, np_dtype)
         return input * torch.from_numpy(mask).to(input.device)
     return forward
 
@@ -124,6 +124,20 @@ def shared_dropout(tiny_model, torch_model, seed=0, source=None):
         kind = type(m).__name__
         patches.append((m, lambda _f, m=m, n=name, k=kind: _torch_dropout_forward(m, n, k,
                                                                                   source)))
+    with _patched_forwards(patches):
+        yield source
+
+
+@contextlib.contextmanager
+def shared_dropout_torch(first, second, seed=0):
+    """``shared_dropout`` for two torch models (the lockstep's torch-against-torch baseline)."""
+    source = MaskSource(seed)
+    patches = []
+    for side, model in (("tinyconv", first), ("torch", second)):  # the source's two queues
+        for name, m in model.named_modules():
+            if _is_dropout(m, torch.nn):
+                patches.append((m, lambda _f, m=m, n=name, k=type(m).__name__, s=side:
+                                _torch_dropout_forward(m, n, k, source, s)))
     with _patched_forwards(patches):
         yield source
 
