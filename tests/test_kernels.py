@@ -380,9 +380,9 @@ def test_maxpool2d_window_in_padding_sends_no_gradient(fwd, bwd):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("wd, amsgrad", [(0.0, False), (0.01, False), (0.0, True)])
-def test_adam_update_equals_reference_bit_for_bit(dtype, wd, amsgrad):
+@pytest.mark.parametrize("shape", [(37, 11), (300, 301)])  # serial and parallel loops
+def test_adam_update_equals_reference_bit_for_bit(dtype, wd, amsgrad, shape):
     rng = np.random.default_rng(7)
-    shape = (37, 11)
     state = [rng.standard_normal(shape).astype(dtype) for _ in range(2)]  # p, g
     state += [rng.standard_normal(shape).astype(dtype) * 0.1, rng.random(shape).astype(dtype)]
     vmax = rng.random(shape).astype(dtype) if amsgrad else None

@@ -39,8 +39,7 @@ def adam_update_reference(p, g, m, v, vmax, wd, one_minus_beta1, beta2, one_minu
 _BLOCK = 1 << 14  # elements per task
 
 
-@njit(cache=True, parallel=True)
-def _adam_loops(p, g, m, v, vmax, use_vmax, wd, one_minus_beta1, beta2, one_minus_beta2,
+def _adam_blocks(p, g, m, v, vmax, use_vmax, wd, one_minus_beta1, beta2, one_minus_beta2,
                 neg_step_size, bc2_sqrt, eps):
     n = p.size
     for block in prange((n + _BLOCK - 1) // _BLOCK):
@@ -63,10 +62,18 @@ def _adam_loops(p, g, m, v, vmax, use_vmax, wd, one_minus_beta1, beta2, one_minu
             pb[i] = pb[i] + (neg_step_size * mi) / (np.sqrt(vi) / bc2_sqrt + eps)
 
 
+# The same loops compiled twice: split across numba's threads for large parameters, on the
+# calling thread for small ones (a bias of 32 values: waking the threads costs more than the loop).
+_adam_loops = njit(cache=True, parallel=True)(_adam_blocks)
+_adam_loops_serial = njit(cache=True)(_adam_blocks)
+PARALLEL_MIN = 1 << 16
+
+
 def adam_update(p, g, m, v, vmax, wd, one_minus_beta1, beta2, one_minus_beta2, neg_step_size,
                 bc2_sqrt, eps):
     """Fused Adam update of contiguous arrays, in place (see the module docstring)."""
     flat = [a.reshape(-1) for a in (p, g, m, v)]
     vm = vmax.reshape(-1) if vmax is not None else flat[3]
-    _adam_loops(*flat, vm, vmax is not None, wd, one_minus_beta1, beta2, one_minus_beta2,
+    loops = _adam_loops if p.size >= PARALLEL_MIN else _adam_loops_serial
+    loops(*flat, vm, vmax is not None, wd, one_minus_beta1, beta2, one_minus_beta2,
                 neg_step_size, bc2_sqrt, eps)
