@@ -129,6 +129,9 @@ def thread_env(threads, env=None):
     return env
 
 
+SETTLE_S = 0.02  # untimed calls at the start of each round (time_rounds' settle)
+
+
 def time_rounds(fns, rounds, repeat, settle=False):
     """Median seconds per call of each function, rounds alternating between them.
 
@@ -136,11 +139,12 @@ def time_rounds(fns, rounds, repeat, settle=False):
     times, each function in turn runs ``repeat`` calls in a row; one round's time divided by
     ``repeat`` is one sample, and the median of the samples is returned: {key: seconds}.
 
-    ``settle=True`` makes one untimed call at the start of every round. Switching frameworks
-    has a price that neither pays in a real program: the thread pools of the side that just
-    ran (OpenBLAS, OpenMP) keep spinning for a while and take the cores from the other side's
-    threads. On a 2-core machine that costs ~10 ms once per switch, which swamps a kernel of
-    0.02 ms timed a few calls at a time; the untimed call absorbs it.
+    ``settle=True`` makes untimed calls at the start of every round, for at least
+    ``SETTLE_S`` seconds. Switching frameworks has a price that neither pays in a real program:
+    the thread pools of the side that just ran keep spinning for a while and take the cores
+    from the other side's threads (torch's OpenMP threads spin for several milliseconds after
+    each parallel region; OpenBLAS's, unless told otherwise, for longer). That swamps a kernel
+    of 0.3 ms timed a few calls at a time; the untimed calls absorb it.
     """
     for fn in fns.values():
         fn()
@@ -149,7 +153,10 @@ def time_rounds(fns, rounds, repeat, settle=False):
     for _ in range(rounds):
         for key, fn in fns.items():
             if settle:
+                until = time.perf_counter() + SETTLE_S
                 fn()
+                while time.perf_counter() < until:
+                    fn()
             start = time.perf_counter()
             for _ in range(repeat):
                 fn()
