@@ -56,8 +56,10 @@ def batch_norm_backward_reference(gy, xhat, gamma, invstd):
     return gx, ggamma, gbeta
 
 
-# NOTE: no "contract": h * g + b must round the same way here and in the fused kernels of
-# tinyconv/kernels/fused.py (a fused multiply-add would round once, not twice).
+# Only for the loops that sum ("reassoc" lets LLVM use vector adds). The loops that compute
+# y = (x - mu) * invstd * gamma + beta get no fastmath flags at all: the fused kernels of
+# tinyconv/kernels/fused.py must round every element exactly as they do (reassociating or
+# contracting into a fused multiply-add would change the last bit).
 _FASTMATH = {"reassoc"}
 
 
@@ -87,7 +89,7 @@ def _stats_loops(x, eps, mu, var, invstd):
         mu[c], var[c], invstd[c] = m, v, 1.0 / np.sqrt(v + eps)
 
 
-@njit(cache=True, parallel=True, fastmath=_FASTMATH)
+@njit(cache=True, parallel=True)  # no fastmath: no sums here, and the fused kernel must match
 def _normalize_loops(x, mu, invstd, gamma, beta, y, xhat):
     N, C, L = x.shape
     for c in prange(C):
