@@ -109,11 +109,12 @@ def test_fused_equals_unfused(dtype, ties):
     np.testing.assert_array_equal(out_f.numpy(), out_u.numpy())
 
 
-def test_evaluation_with_a_backward_is_not_fused():
+def test_evaluation_with_a_backward_keeps_batch_norm_apart():
     x = tinyconv.randn(2, 3, 4, 4, requires_grad=True)
     model = layer().eval()
     out = model(x)
-    assert out.grad_fn.name() == "MaxPool2dBackward"
+    assert out.grad_fn.name() == "MaxPool2dReLUBackward"
+    assert out.grad_fn.inputs[0].grad_fn.name() == "BatchNormBackward"
     out.sum().backward()
     assert x.grad is not None
     assert int(model[0].num_batches_tracked.item()) == 0  # counted once, only in training
@@ -145,7 +146,7 @@ def test_not_fused(case):
         nn.set_fusion(False)
     out = model(tinyconv.randn(*shape))
     out = out[0] if case == "indices" else out
-    assert out.grad_fn.name() != "BatchNormReLUMaxPool2dBackward"
+    assert out.grad_fn.name() not in ("BatchNormReLUMaxPool2dBackward", "MaxPool2dReLUBackward")
 
 
 def test_wrong_input_gets_the_modules_errors():
@@ -159,3 +160,40 @@ def test_summary_still_sees_each_layer():
     text = str(tinyconv.summary(SEED_NETWORKS["fashioncnn"][0](), (1, 28, 28)))
     for name in ("BatchNorm2d", "ReLU", "MaxPool2d"):
         assert name in text
+
+
+# ---- MaxPool2d(2, 2) and ReLU, either order ----------------------------------------------------
+
+
+@HYP
+@given(n=st.integers(1, 3), c=st.integers(1, 3), oh=st.integers(1, 4), ow=st.integers(1, 4),
+       dtype=st.sampled_from(DTYPES), ties=st.booleans(), nan=st.booleans(), data=st.data())
+def test_pool_relu_kernels_equal_reference(n, c, oh, ow, dtype, ties, nan, data):
+    x = draw_input(data, (n, c, 2 * oh, 2 * ow), dtype, ties)
+    if nan:
+        x[(slice(None), slice(None), 0, 0)] = np.nan
+    gy = draw_input(data, (n, c, oh, ow), dtype, False)
+    y, at = fused.pool_relu_forward(x)
+    y_ref, at_ref = fused.pool_relu_forward_reference(x)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(at, at_ref)
+    np.testing.assert_array_equal(fused.pool_relu_backward(gy, y, at, x.shape),
+                                  fused.pool_relu_backward_reference(gy, y, at, x.shape))
+
+
+@pytest.mark.parametrize("order", ["relu first", "pool first"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pool_relu_fused_equals_unfused(order, dtype):
+    # both orders give the same values and gradients, so one op serves both
+    rng = np.random.default_rng(1)
+    x = np.round(rng.standard_normal((3, 2, 6, 4)) * 2) / 2  # ties, zeros, all-negative windows
+    x[0, 0, :2, :2] = -1.0
+    x = tinyconv.from_numpy(x.astype(dtype))
+    mods = [nn.ReLU(), nn.MaxPool2d(2)]
+    model = nn.Sequential(*(mods if order == "relu first" else mods[::-1]))
+    out_f, gx_f, _, _, node_f = run(model, x, True)
+    out_u, gx_u, _, _, node_u = run(model, x, False)
+    assert node_f == "MaxPool2dReLUBackward"
+    assert node_u == ("MaxPool2dBackward" if order == "relu first" else "ReLUBackward")
+    np.testing.assert_array_equal(out_f, out_u)
+    np.testing.assert_array_equal(gx_f, gx_u)  # no sums: exact

@@ -186,3 +186,87 @@ def backward(gy, x, y, at, gamma, mu, invstd):
     ggamma, gbeta = np.empty(C, dtype=dt), np.empty(C, dtype=dt)
     _backward_loops(np.ascontiguousarray(gy), x, y, at, mu, invstd, gamma, gx, ggamma, gbeta)
     return gx, ggamma, gbeta
+
+
+# ---------------------------------------------------------------------------------------------
+# MaxPool2d(2, 2) and ReLU, in either order
+#
+# max-pool then ReLU and ReLU then max-pool give the same values, relu(max of the window), and
+# the same gradient: gy goes to the window's arg-max when the maximum is > 0 (or NaN), else
+# nowhere. (Where every value is <= 0 the two orders pick different arg-maxima, the first
+# value after the ReLU has made them all 0, the largest one before it; no gradient reaches
+# either.) So one op serves ConvModule's Conv -> MaxPool -> ReLU and DeepFashionCNN's
+# Conv -> ReLU -> MaxPool. Its backward writes every input pixel once, with no zero-filled
+# gradient to scatter into.
+
+
+def pool_relu_forward_reference(x):
+    """(y, at): max-pool 2x2 / stride 2 then ReLU, with the NumPy references."""
+    N, C, H, W = x.shape
+    y, idx = maxpool2d_forward_reference(x, 2, 2, (2, 2), (0, 0), (1, 1), H // 2, W // 2)
+    return relu_forward_reference(y), _window_position(idx, W)
+
+
+def pool_relu_backward_reference(gy, y, at, x_shape):
+    """gx: the ReLU's gate, then the max-pool's scatter, with the NumPy references."""
+    W = x_shape[3]
+    OH, OW = y.shape[2:]
+    idx = (2 * np.arange(OH)[:, None] + at // 2) * W + 2 * np.arange(OW) + at % 2
+    return maxpool2d_backward_reference(relu_backward_reference(gy, y), idx.astype(np.int64),
+                                        x_shape)
+
+
+@njit(cache=True, parallel=True)
+def _pool_relu_loops(x, y, at):
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2], y.shape[3]
+    for task in prange(N * C):
+        n, c = task // C, task % C
+        for oh in range(OH):
+            top, bottom = x[n, c, 2 * oh], x[n, c, 2 * oh + 1]
+            y_row, at_row = y[n, c, oh], at[n, c, oh]
+            for ow in range(OW):  # as in _forward_loops: selects, not branches
+                t, v = top[2 * ow], top[2 * ow + 1]
+                win = (v > t) | (v != v)
+                t, kt = (v if win else t), (1 if win else 0)
+                u, v = bottom[2 * ow], bottom[2 * ow + 1]
+                win = (v > u) | (v != v)
+                u, ku = (v if win else u), (3 if win else 2)
+                win = (u > t) | (u != u)
+                best = u if win else t
+                y_row[ow] = 0 if best <= 0 else best  # NaN passes, as in the ReLU kernel
+                at_row[ow] = ku if win else kt
+
+
+@njit(cache=True, parallel=True)
+def _pool_relu_backward_loops(gy, y, at, gx):
+    N, C, H, W = gx.shape
+    OH, OW = y.shape[2], y.shape[3]
+    zero = gy.dtype.type(0)
+    for task in prange(N * C):  # planes are disjoint: threads never write the same pixel
+        n, c = task // C, task % C
+        for oh in range(OH):
+            g_row, y_row, at_row = gy[n, c, oh], y[n, c, oh], at[n, c, oh]
+            for i in range(2):
+                out = gx[n, c, 2 * oh + i]
+                for ow in range(OW):
+                    yv, gv, k = y_row[ow], g_row[ow], at_row[ow]
+                    g = zero if yv <= 0 else gv
+                    out[2 * ow] = g if k == 2 * i else zero
+                    out[2 * ow + 1] = g if k == 2 * i + 1 else zero
+
+
+def pool_relu_forward(x):
+    """Fast :func:`pool_relu_forward_reference` (x of even height and width)."""
+    N, C, H, W = x.shape
+    y = np.empty((N, C, H // 2, W // 2), dtype=x.dtype)
+    at = np.empty(y.shape, dtype=np.uint8)
+    _pool_relu_loops(np.ascontiguousarray(x), y, at)
+    return y, at
+
+
+def pool_relu_backward(gy, y, at, x_shape):
+    """Fast :func:`pool_relu_backward_reference`."""
+    gx = np.empty(x_shape, dtype=gy.dtype)
+    _pool_relu_backward_loops(np.ascontiguousarray(gy), y, at, gx)
+    return gx

@@ -250,6 +250,12 @@ def _batch_norm_relu_max_pool2d(input, running_mean, running_var, weight, bias, 
                                            bool(training), momentum, eps)
 
 
+def _max_pool2d_relu(input):  # noqa: A002
+    """relu(max_pool2d(input, 2, 2)) as one op (equal to max_pool2d(relu(input), 2, 2)); only for
+    what ``nn.Sequential`` fuses: a 4-D floating-point input of even height and width."""
+    return FU.MaxPool2dReLU.apply(input)
+
+
 def _check_batch_norm(input, running_mean, running_var, weight, bias, training):  # noqa: A002
     _check_tensor("batch_norm", "input", input)
     _check_float("batch_norm", "input", input)

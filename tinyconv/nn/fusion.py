@@ -1,12 +1,14 @@
 """Which runs of modules ``nn.Sequential`` may compute as one fused op.
 
-Today one pattern: ``BatchNorm2d -> ReLU -> MaxPool2d(2, 2)``, the end of each FashionCNN layer
-(tinyconv/ops/fused.py). A run is fused only when nothing could tell the difference:
+Two patterns (tinyconv/ops/fused.py): ``BatchNorm2d -> ReLU -> MaxPool2d(2, 2)``, the end of
+each FashionCNN layer, and ``MaxPool2d(2, 2)`` next to ``ReLU`` in either order (ConvModule,
+DeepFashionCNN). A run is fused only when nothing could tell the difference:
 
-* the three modules are exactly tinyconv's classes, and none has a ``forward`` replaced on the
+* the modules are exactly tinyconv's classes, and none has a ``forward`` replaced on the
   instance (``tinyconv.summary`` and the parity recorder do that to watch each layer);
 * the pooling is 2x2 with stride 2, no padding, dilation 1, floor mode, no indices returned,
-  and the input is 4-D with even height and width, so the windows tile it exactly;
+  and the input is 4-D with even height and width, so the windows tile it exactly (with odd
+  sizes the pooling would drop the last row or column, and the batch norm still see it);
 * in evaluation mode (running statistics), only when no backward can follow.
 
 Anything else, wrong input included, goes through the modules one by one, with their checks and
@@ -38,31 +40,48 @@ def _unpatched(*modules):
     return not any("forward" in m.__dict__ for m in modules)
 
 
+def _tiling_pool(pool):
+    """A MaxPool2d whose 2x2 windows, stride 2, tile its input."""
+    from tinyconv.nn.modules.layers import MaxPool2d
+
+    return (type(pool) is MaxPool2d and _pair(pool.kernel_size) == (2, 2)
+            and _pair(pool.stride) == (2, 2) and _pair(pool.padding) == (0, 0)
+            and _pair(pool.dilation) == (1, 1) and not pool.ceil_mode
+            and not pool.return_indices)
+
+
 def try_fused(modules, i, input):  # noqa: A002
-    """The output of modules[i:i + 3] computed as one op, or None when they cannot be fused."""
-    from tinyconv.nn import functional as F
-    from tinyconv.nn.modules.layers import BatchNorm2d, MaxPool2d, ReLU
+    """(output, number of modules it stands for) for a fusable run starting at modules[i], or
+    None when there is none."""
+    from tinyconv.nn.modules.layers import BatchNorm2d, ReLU
     from tinyconv.tensor import Tensor
 
-    if not _enabled or i + 3 > len(modules):
+    if not (_enabled and isinstance(input, Tensor) and input.ndim == 4
+            and input.dtype.kind == "f" and input.shape[2] % 2 == 0 and input.shape[3] % 2 == 0
+            and input.numel() > 0):
         return None
-    bn, relu, pool = modules[i:i + 3]
-    if not (type(bn) is BatchNorm2d and type(relu) is ReLU and type(pool) is MaxPool2d
-            and _unpatched(bn, relu, pool)):
-        return None
-    if not (_pair(pool.kernel_size) == (2, 2) and _pair(pool.stride) == (2, 2)
-            and _pair(pool.padding) == (0, 0) and _pair(pool.dilation) == (1, 1)
-            and not pool.ceil_mode and not pool.return_indices):
-        return None
-    if not (isinstance(input, Tensor) and input.ndim == 4 and input.dtype.kind == "f"
-            and input.shape[2] % 2 == 0 and input.shape[3] % 2 == 0 and input.numel() > 0):
-        return None
+    run = modules[i:i + 3]
+    if (len(run) == 3 and type(run[0]) is BatchNorm2d and type(run[1]) is ReLU
+            and _tiling_pool(run[2]) and _unpatched(*run)):
+        return _batch_norm_relu_max_pool(run[0], input), 3
+    run = modules[i:i + 2]
+    if len(run) == 2 and _unpatched(*run) and (
+            (type(run[0]) is ReLU and _tiling_pool(run[1]))
+            or (_tiling_pool(run[0]) and type(run[1]) is ReLU)):
+        from tinyconv.nn import functional as F
+        return F._max_pool2d_relu(input), 2
+    return None
+
+
+def _batch_norm_relu_max_pool(bn, input):  # noqa: A002
+    from tinyconv.nn import functional as F
+
     args = bn._batch_norm_args(input)  # checks input against the module; counts the batch
     use_batch_stats = args[4]
     if not use_batch_stats:
         params = (input, bn.weight, bn.bias)
         if is_grad_enabled() and any(p is not None and p.requires_grad for p in params):
             # NOTE: _batch_norm_args already counted this batch; the unfused path must not
-            # count it again, so run the batch norm here and the rest module by module.
-            return pool(relu(F.batch_norm(input, *args)))
+            # count it again, so run the batch norm here and the ReLU and pooling fused.
+            return F._max_pool2d_relu(F.batch_norm(input, *args))
     return F._batch_norm_relu_max_pool2d(input, *args)

@@ -1,11 +1,12 @@
-"""BatchNorm2d -> ReLU -> MaxPool2d(2, 2) as one op (kernels in tinyconv/kernels/fused.py).
+"""BatchNorm2d -> ReLU -> MaxPool2d(2, 2), and MaxPool2d(2, 2) with ReLU (either order), as
+single ops (kernels in tinyconv/kernels/fused.py).
 
-``nn.Sequential`` calls it in place of the three modules when they follow each other and
-nothing could tell the difference (see ``fusable`` in tinyconv/nn/modules/container.py): the
-outputs are bit-identical to the three ops in a row, the running statistics move the same way,
-and the gradients are the same sums in another order. In the autograd graph the three nodes
-become one, ``BatchNormReLUMaxPool2dBackward``; ``tinyconv.nn.set_fusion(False)`` turns this
-off (e.g. to look at the unfused graph).
+``nn.Sequential`` calls them in place of the modules when they follow each other and nothing
+could tell the difference (the rules are in tinyconv/nn/fusion.py): the outputs are
+bit-identical to the modules run one by one, the running statistics move the same way, and the
+gradients are equal (for the batch norm, the same sums in another order). In the autograd graph
+the nodes become one, ``BatchNormReLUMaxPool2dBackward`` or ``MaxPool2dReLUBackward``;
+``tinyconv.nn.set_fusion(False)`` turns fusion off (e.g. to look at the unfused graph).
 """
 
 from __future__ import annotations
@@ -40,3 +41,19 @@ class BatchNormReLUMaxPool2d(Function):
         need = ctx.needs_input_grad
         return (gx if need[0] else None, ggamma if need[1] else None,
                 gbeta if need[2] else None)
+
+
+class MaxPool2dReLU(Function):
+    """relu(max_pool2d(x, 2, 2)), which equals max_pool2d(relu(x), 2, 2), values and gradient."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y, at = fused.pool_relu_forward(x)
+        ctx.save_for_backward(y, at)
+        ctx.x_shape = x.shape
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        y, at = ctx.saved_tensors
+        return fused.pool_relu_backward(gy, y, at, ctx.x_shape)

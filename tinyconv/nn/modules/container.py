@@ -31,7 +31,8 @@ class Sequential(Module):
         while i < len(modules):
             fused = try_fused(modules, i, input)
             if fused is not None:
-                input, i = fused, i + 3  # noqa: A001
+                input, count = fused  # noqa: A001
+                i += count
             else:
                 input, i = modules[i](input), i + 1  # noqa: A001
         return input
