@@ -37,7 +37,9 @@ from tinyconv.kernels.batchnorm import (
     _FASTMATH, batch_norm_backward_reference, batch_norm_eval_reference,
     batch_norm_forward_reference,
 )
-from tinyconv.kernels.pool import maxpool2d_backward_reference, maxpool2d_forward_reference
+from tinyconv.kernels.pool import (
+    max_of_window, maxpool2d_backward_reference, maxpool2d_forward_reference,
+)
 
 
 def _window_position(idx, W):
@@ -107,21 +109,9 @@ def _forward_loops(x, training, p_a, p_s, p_g, p_b, y, at):
             _bn_relu_row(x[n, c, 2 * oh], top, training, a, s, g, b)
             _bn_relu_row(x[n, c, 2 * oh + 1], bottom, training, a, s, g, b)
             y_row, at_row = y[n, c, oh], at[n, c, oh]
-            for ow in range(OW):
-                # the first maximum in window order 0 1 / 2 3 (the last NaN), as two pairs:
-                # the top pair's winner keeps ties against the bottom pair's.
-                # NOTE: `|`, not `or`, and conditional expressions: selects, not branches. On
-                # real activations the winner's place is random, and branches on it were
-                # mispredicted so often that this loop ran 2x slower than on test data.
-                t, v = top[2 * ow], top[2 * ow + 1]
-                win = (v > t) | (v != v)
-                t, kt = (v if win else t), (1 if win else 0)
-                u, v = bottom[2 * ow], bottom[2 * ow + 1]
-                win = (v > u) | (v != v)
-                u, ku = (v if win else u), (3 if win else 2)
-                win = (u > t) | (u != u)
-                y_row[ow] = u if win else t
-                at_row[ow] = ku if win else kt
+            for ow in range(OW):  # the pooling's rule, ties and NaN: max_of_window
+                y_row[ow], at_row[ow] = max_of_window(top[2 * ow], top[2 * ow + 1],
+                                                      bottom[2 * ow], bottom[2 * ow + 1])
 
 
 @njit(cache=True, parallel=True, fastmath=_FASTMATH)
@@ -225,17 +215,10 @@ def _pool_relu_loops(x, y, at):
         for oh in range(OH):
             top, bottom = x[n, c, 2 * oh], x[n, c, 2 * oh + 1]
             y_row, at_row = y[n, c, oh], at[n, c, oh]
-            for ow in range(OW):  # as in _forward_loops: selects, not branches
-                t, v = top[2 * ow], top[2 * ow + 1]
-                win = (v > t) | (v != v)
-                t, kt = (v if win else t), (1 if win else 0)
-                u, v = bottom[2 * ow], bottom[2 * ow + 1]
-                win = (v > u) | (v != v)
-                u, ku = (v if win else u), (3 if win else 2)
-                win = (u > t) | (u != u)
-                best = u if win else t
+            for ow in range(OW):
+                best, at_row[ow] = max_of_window(top[2 * ow], top[2 * ow + 1], bottom[2 * ow],
+                                                 bottom[2 * ow + 1])
                 y_row[ow] = 0 if best <= 0 else best  # NaN passes, as in the ReLU kernel
-                at_row[ow] = ku if win else kt
 
 
 @njit(cache=True, parallel=True)

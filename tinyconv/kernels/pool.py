@@ -129,10 +129,28 @@ def _maxpool2d_tiled_loops(x, y, idx, kh, kw):
                 idx[n, c, oh, ow] = best_at
 
 
+@njit(inline="always")
+def max_of_window(a, b, c, d):
+    """(value, place 0..3) of the maximum of a 2x2 window read as  a b / c d.
+
+    The first maximum in that order wins ties, and a NaN wins over numbers (the last NaN if
+    several), as in the general loops above and in torch. Pairwise: the top pair's winner
+    keeps ties against the bottom pair's, which gives the same answer as the scan a, b, c, d.
+    NOTE: `|`, not `or` (a branch), and conditional expressions (selects): on real activations
+    the winner's place is random, and mispredicted branches made these loops 2-3x slower
+    than on test data.
+    """
+    win = (b > a) | (b != b)
+    top, k_top = (b if win else a), (1 if win else 0)
+    win = (d > c) | (d != d)
+    bottom, k_bottom = (d if win else c), (3 if win else 2)
+    win = (bottom > top) | (bottom != bottom)
+    return (bottom if win else top), (k_bottom if win else k_top)
+
+
 @njit(cache=True, parallel=True)
 def _maxpool2d_2x2_loops(x, y, idx):
-    # The 2x2 / stride 2 case of _maxpool2d_tiled_loops written out: the four candidates in
-    # window order (top-left, top-right, bottom-left, bottom-right).
+    # The 2x2 / stride 2 case of _maxpool2d_tiled_loops written out with max_of_window.
     N, C, H, W = x.shape
     OH, OW = y.shape[2], y.shape[3]
     for p in prange(N * C):
@@ -140,23 +158,11 @@ def _maxpool2d_2x2_loops(x, y, idx):
         for oh in range(OH):
             top, bottom = x[n, c, 2 * oh], x[n, c, 2 * oh + 1]
             y_row, idx_row = y[n, c, oh], idx[n, c, oh]
-            row_start = 2 * oh * W
             for ow in range(OW):
-                # NOTE: `|`, not `or` (which is a branch), and one conditional expression per
-                # variable: on real activations the winner's place is random, and mispredicted
-                # branches made a fused version of this loop 2-3x slower than on test data.
-                best, at = top[2 * ow], 0
-                v = top[2 * ow + 1]
-                win = (v > best) | (v != v)
-                best, at = (v if win else best), (1 if win else at)
-                v = bottom[2 * ow]
-                win = (v > best) | (v != v)
-                best, at = (v if win else best), (W if win else at)
-                v = bottom[2 * ow + 1]
-                win = (v > best) | (v != v)
-                best, at = (v if win else best), (W + 1 if win else at)
+                best, k = max_of_window(top[2 * ow], top[2 * ow + 1], bottom[2 * ow],
+                                        bottom[2 * ow + 1])
                 y_row[ow] = best
-                idx_row[ow] = row_start + 2 * ow + at
+                idx_row[ow] = (2 * oh + k // 2) * W + 2 * ow + k % 2
 
 
 @njit(cache=True, parallel=True)
@@ -171,10 +177,8 @@ def _maxpool2d_2x2_values_loops(x, y):
             top, bottom = x[n, c, 2 * oh], x[n, c, 2 * oh + 1]
             y_row = y[n, c, oh]
             for ow in range(OW):
-                best = top[2 * ow]
-                for v in (top[2 * ow + 1], bottom[2 * ow], bottom[2 * ow + 1]):
-                    best = v if (v > best) | (v != v) else best
-                y_row[ow] = best
+                y_row[ow] = max_of_window(top[2 * ow], top[2 * ow + 1], bottom[2 * ow],
+                                          bottom[2 * ow + 1])[0]
 
 
 def maxpool2d_forward(x, kh, kw, stride, padding, dilation, OH, OW, indices=True):
