@@ -7,6 +7,7 @@ equal up to the order of the sums), and the rules for when nn.Sequential fuses.
 
 import numpy as np
 import pytest
+from helpers import F32, F64, check_op, grad_check
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +15,7 @@ import tinyconv
 from tinyconv import nn
 from tinyconv.kernels import fused
 from tinyconv.kernels.batchnorm import batch_norm_stats
+from tinyconv.nn import functional as TF
 
 HYP = settings(max_examples=30, deadline=None, database=None)
 DTYPES = [np.float32, np.float64]
@@ -52,7 +54,7 @@ def test_fused_kernels_equal_reference(n, c, oh, ow, dtype, ties, data):
     np.testing.assert_allclose(y, y_ref, rtol=rtol, atol=rtol)
     grads = fused.backward(gy, x, y, at, gamma, mu, invstd)
     grads_ref = fused.backward_reference(gy, x, y, at, gamma, beta, mu, invstd)
-    for name, a, b in zip(("gx", "ggamma", "gbeta"), grads, grads_ref):
+    for name, a, b in zip(("gx", "ggamma", "gbeta"), grads, grads_ref, strict=True):
         assert a.dtype == dtype, name
         np.testing.assert_allclose(a, b, rtol=rtol * 10, atol=rtol * 10, err_msg=name)
 
@@ -87,7 +89,7 @@ def test_fused_equals_unfused(dtype, ties):
     for p in a.parameters():  # not the default 1 and 0
         p.data = tinyconv.from_numpy(rng.uniform(0.5, 1.5, p.shape).astype(dtype))
     b.load_state_dict(a.state_dict())
-    for step in range(2):  # the second step sees the running statistics moved by the first
+    for _ in range(2):  # the second step sees the running statistics moved by the first
         out_f, gx_f, g_f, state_f, node_f = run(a, x, True)
         out_u, gx_u, g_u, state_u, node_u = run(b, x, False)
         assert node_f == "BatchNormReLUMaxPool2dBackward" and node_u == "MaxPool2dBackward"
@@ -197,3 +199,35 @@ def test_pool_relu_fused_equals_unfused(order, dtype):
     assert node_u == ("MaxPool2dBackward" if order == "relu first" else "ReLUBackward")
     np.testing.assert_array_equal(out_f, out_u)
     np.testing.assert_array_equal(gx_f, gx_u)  # no sums: exact
+
+
+# ---- the fused ops on their own: against torch and against finite differences -----------------
+
+torch = pytest.importorskip("torch")
+
+
+def fused_bn(x, w, b):
+    return TF._batch_norm_relu_max_pool2d(x, None, None, w, b, True, 0.1, 1e-5)
+
+
+def torch_bn(x, w, b):
+    F = torch.nn.functional
+    return F.max_pool2d(F.relu(F.batch_norm(x, None, None, w, b, training=True, eps=1e-5)), 2)
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float64, F64), (np.float32, F32)])
+def test_fused_ops_match_torch(dtype, tol):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 3, 6, 8)).astype(dtype)
+    w, b = rng.uniform(0.5, 1.5, 3).astype(dtype), rng.standard_normal(3).astype(dtype)
+    check_op(fused_bn, torch_bn, [x, w, b], **tol)
+    check_op(TF._max_pool2d_relu, lambda t: torch.relu(torch.nn.functional.max_pool2d(t, 2)),
+             [x], **tol)
+
+
+def test_fused_ops_gradients_equal_finite_differences():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 2, 4, 4))
+    w, b = rng.uniform(0.5, 1.5, 2), rng.standard_normal(2)
+    grad_check(fused_bn, [x, w, b], atol=1e-6, rtol=1e-5)
+    grad_check(TF._max_pool2d_relu, [x], atol=1e-7, rtol=1e-5)

@@ -34,11 +34,15 @@ from numba import njit, prange
 
 from tinyconv.kernels.activation import relu_backward_reference, relu_forward_reference
 from tinyconv.kernels.batchnorm import (
-    _FASTMATH, batch_norm_backward_reference, batch_norm_eval_reference,
+    _FASTMATH,
+    batch_norm_backward_reference,
+    batch_norm_eval_reference,
     batch_norm_forward_reference,
 )
 from tinyconv.kernels.pool import (
-    max_of_window, maxpool2d_backward_reference, maxpool2d_forward_reference,
+    max_of_window,
+    maxpool2d_backward_reference,
+    maxpool2d_forward_reference,
 )
 
 
