@@ -6,7 +6,8 @@
 Each box is one recorded operation (its Function and output shape), each blue ellipse a
 parameter or buffer under its state_dict name; the arrows follow the data from the images to
 the loss. Needs Graphviz's `dot` for the picture (apt-get install graphviz); the .dot file is
-always written.
+always written. ``--fused`` draws the graph as training records it, with nn.Sequential's fused
+ops (BatchNorm2d -> ReLU -> MaxPool2d as one node); by default every module is its own node.
 """
 
 import argparse
@@ -46,7 +47,10 @@ def main(argv=None):
     parser.add_argument("--out", default=os.path.join("runs", "graph", "fashioncnn_step.png"),
                         help="picture to write (.png, .svg or .pdf); the .dot goes beside it")
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--fused", action="store_true",
+                        help="keep nn.Sequential's fused ops (one node for BN -> ReLU -> pool)")
     args = parser.parse_args(argv)
+    nn.set_fusion(args.fused)
 
     tinyconv.manual_seed(0)
     ctor, _ = SEED_NETWORKS[args.model]

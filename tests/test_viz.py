@@ -84,3 +84,6 @@ def test_graph_example_writes_the_dot_of_a_fashioncnn_step(tmp_path):
     labels = list(nodes.values())
     assert r"fc1.weight\n(1000, 3136)" in labels and r"layer2.1.running_var\n(64)" in labels
     assert labels.count(r"Conv2d\n(2, 32, 28, 28)") == 1 and r"NLLLoss\n()" in labels
+    # every module its own node by default (no fused op), as a student expects to see them
+    assert any(label.startswith("BatchNorm") and "ReLU" not in label for label in labels)
+    assert not any("BatchNormReLUMaxPool2d" in label for label in labels)
