@@ -82,6 +82,30 @@ def test_conv2d_string_padding_matches_torch(padding, kernel, dilation, dtype, s
         assert tiny_out.shape[2:] == (size, size + 1)
 
 
+@PARITY
+@given(geo=conv_geometries(), dtype=FLOAT_DTYPES, seed=seeds)
+def test_conv2d_input_without_grad_matches_torch(geo, dtype, seed):
+    # A network's first layer: only the weight and bias need gradients, which takes backward's
+    # per-sample route when the receptive field is short (tinyconv.ops.conv.SMALL_K).
+    rng = _rng(seed)
+    x = randn(rng, geo["x_shape"], dtype)
+    arrays = [randn(rng, geo["w_shape"], dtype), randn(rng, geo["w_shape"][:1], dtype)]
+    kw = {k: geo[k] for k in ("stride", "padding", "dilation")}
+    tx, px = tinyconv.from_numpy(x), torch.from_numpy(x)
+    check_op(lambda w, b: F.conv2d(tx, w, b, **kw), lambda w, b: TF.conv2d(px, w, b, **kw),
+             arrays, **TOL[dtype])
+
+
+@FINITE_DIFF
+@given(geo=conv_geometries(max_batch=2, max_channels=2, max_size=5, max_kernel=3), seed=seeds)
+def test_conv2d_input_without_grad_finite_differences(geo, seed):
+    rng = _rng(seed)
+    x = tinyconv.from_numpy(randn(rng, geo["x_shape"]))
+    kw = {k: geo[k] for k in ("stride", "padding", "dilation")}
+    grad_check(lambda w, b: F.conv2d(x, w, b, **kw),
+               [randn(rng, geo["w_shape"]), randn(rng, geo["w_shape"][:1])])
+
+
 def test_conv2d_unbatched_input_matches_torch():
     rng = _rng(0)
     check_op(F.conv2d, TF.conv2d, [randn(rng, (2, 5, 5)), randn(rng, (3, 2, 3, 3))], **F64)

@@ -27,6 +27,7 @@ from tinyconv.kernels.conv import (
 
 
 CHUNK_ELEMENTS = 1 << 20  # cols entries per chunk when nothing is saved for backward (4 MB f32)
+SMALL_K = 32  # receptive fields up to this length take backward's per-sample route (see there)
 
 
 def _gemm_into(y, W2, cols, b):
@@ -62,10 +63,21 @@ class Conv2d(Function):
     def backward(ctx, gy):
         cols, W2 = ctx.saved_tensors
         N, OC, OH, OW = gy.shape
-        # (N, OC, OH*OW) -> (OC, N*OH*OW), the layout of Y in forward; gb on the way
-        gY, gb = to_channel_major(gy.reshape(N, OC, OH * OW))
-        gY = gY.reshape(OC, -1)
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        K, L = W2.shape[1], OH * OW
+        if not need_x and K <= SMALL_K:
+            # A first layer (its input needs no gradient) with a short receptive field: one
+            # small GEMM per sample straight from gy's layout, gW = sum_n gy[n] @ cols[:, n].T,
+            # costs less than moving gy into the GEMM's layout (FashionCNN's first layer:
+            # 0.6 instead of 1.4 ms).
+            gy3 = gy.reshape(N, OC, L)
+            gW = np.matmul(gy3, cols.reshape(K, N, L).transpose(1, 2, 0)).sum(axis=0)
+            gb = gy3.sum(axis=(0, 2), dtype=np.float64).astype(gy.dtype)
+            return (None, gW.reshape(ctx.w_shape) if need_w else None,
+                    gb if need_b else None)
+        # (N, OC, OH*OW) -> (OC, N*OH*OW), the layout of Y in forward; gb on the way
+        gY, gb = to_channel_major(gy.reshape(N, OC, L))
+        gY = gY.reshape(OC, -1)
         gW = (gY @ cols.T).reshape(ctx.w_shape) if need_w else None  # (OC, K)
         gb = gb if need_b else None  # (OC,): gy summed over N, OH, OW
         gx = None
