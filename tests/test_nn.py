@@ -136,6 +136,20 @@ def test_shared_modules_and_parameters_are_listed_once():
         assert list(net.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias"]
 
 
+def test_sequential_item_assignment_like_torch():
+    for lib_nn in (nn, torch.nn):
+        net = lib_nn.Sequential(lib_nn.Linear(2, 3), lib_nn.ReLU())
+        net[1] = lib_nn.Tanh()
+        net[-2] = lib_nn.Linear(2, 4)
+        assert [type(m).__name__ for m in net] == ["Linear", "Tanh"]
+        assert list(net.state_dict()) == ["0.weight", "0.bias"]
+        assert net[0].out_features == 4
+        with pytest.raises(IndexError):
+            net[2] = lib_nn.ReLU()
+    with pytest.raises(TypeError, match="Sequential: can only hold Modules, got a int"):
+        nn.Sequential(nn.ReLU())[0] = 3
+
+
 def test_train_and_eval_propagate_like_torch():
     ours, theirs = build_net(nn), build_net(torch.nn)
 

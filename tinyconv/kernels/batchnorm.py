@@ -69,21 +69,24 @@ _FASTMATH = {"reassoc"}
 
 
 @njit(cache=True, parallel=True, fastmath=_FASTMATH)
-def _stats_loops(x, eps, mu, var, invstd):
-    N, C, L = x.shape
+def _stats_loops(x, channel_major, pre, eps, mu, var, invstd):
+    # x (N, C, L), or (C, N, L) when channel_major (a convolution's GEMM output, see
+    # tinyconv/ops/fused.py); the values are x + pre[c] (the convolution's bias, else 0)
+    N, C, L = (x.shape[1], x.shape[0], x.shape[2]) if channel_major else x.shape
     M = N * L
     for c in prange(C):
+        p = pre[c]
         total = 0.0
         for n in range(N):
-            row = x[n, c]
+            row = x[c, n] if channel_major else x[n, c]
             for i in range(L):
-                total += row[i]
+                total += row[i] + p
         m = total / M
         sq = 0.0
         for n in range(N):
-            row = x[n, c]
+            row = x[c, n] if channel_major else x[n, c]
             for i in range(L):
-                d = row[i] - m
+                d = (row[i] + p) - m
                 sq += d * d
         v = sq / M
         mu[c], var[c], invstd[c] = m, v, 1.0 / np.sqrt(v + eps)
@@ -142,12 +145,17 @@ def _as_ncl(a):
     return np.ascontiguousarray(a).reshape(a.shape[0], a.shape[1], -1)
 
 
-def batch_norm_stats(x, eps):
-    """Batch statistics of each channel: (mu, var, invstd), in x's dtype."""
+def batch_norm_stats(x, eps, channel_major=False, pre=None):
+    """Batch statistics of each channel: (mu, var, invstd), in x's dtype.
+
+    ``channel_major``: x is laid out (C, N, ...) instead of (N, C, ...). ``pre`` (C,): take the
+    statistics of x + pre[c] (each sum rounded in x's dtype first) without forming it.
+    """
     x3 = _as_ncl(x)
-    C, dt = x.shape[1], x.dtype
+    C, dt = x.shape[0 if channel_major else 1], x.dtype
+    pre = np.zeros(C, dt) if pre is None else pre.astype(dt, copy=False)
     mu, var, invstd = np.empty(C, dt), np.empty(C, dt), np.empty(C, dt)
-    _stats_loops(x3, dt.type(eps), mu, var, invstd)
+    _stats_loops(x3, channel_major, pre, dt.type(eps), mu, var, invstd)
     return mu, var, invstd
 
 

@@ -280,6 +280,72 @@ def _to_channel_major_loops(gy, gY, gb):
         gb[oc] = total
 
 
+# ---------------------------------------------------------------------------------------------
+# weight gradient of a convolution with a short receptive field (a first layer: K = C*KH*KW is
+# 9 for one grey channel and 3x3 kernels)
+#
+# gW = gY @ cols.T is then a GEMM with a tiny (OC, K) result and a very long inner dimension,
+# a shape BLAS handles poorly (FashionCNN's first layer: 0.9 ms for 29 MFLOP). Here the batch is
+# cut into a fixed number of slices (fixed, so the sums do not depend on the thread count); a
+# thread takes a slice and, for each sample, dots every channel's gradient row with the K rows
+# of the sample's columns, which stay in the L1 cache meanwhile, summing the row for the bias
+# gradient on the way. gy and cols are each read once; the slices' partial sums are added last.
+
+
+def weight_grad_small_k_reference(gy, cols, channel_major=False):
+    """gy (N, OC, L), or (OC, N, L) when ``channel_major``, and cols (K, N*L) ->
+    (gW (OC, K) = sum over samples of gy[n] @ cols[:, n].T, gb (OC,) = sum of gy over N and L)."""
+    gY = gy.reshape(gy.shape[0], -1) if channel_major else (
+        gy.transpose(1, 0, 2).reshape(gy.shape[1], -1))
+    return gY @ cols.T, gY.sum(axis=1, dtype=np.float64).astype(gy.dtype)
+
+
+_SLICES = 8  # of the batch; partial sums are kept per slice
+
+
+@njit(cache=True, parallel=True, fastmath={"reassoc"})  # reassoc: vector dot products
+def _weight_grad_small_k_loops(gy, cols3, channel_major, gW, gb):
+    K, N, L = cols3.shape
+    OC = gW.shape[0]
+    zero = gy.dtype.type(0)
+    slices = min(N, _SLICES)
+    acc = np.zeros((slices, OC, K + 1), dtype=np.float64)  # column K: the bias gradient
+    for s in prange(slices):
+        for n in range(s * N // slices, (s + 1) * N // slices):
+            for oc in range(OC):
+                g = gy[oc, n] if channel_major else gy[n, oc]
+                for k in range(K):  # one sample's dot products in the data's precision
+                    c = cols3[k, n]
+                    part = zero
+                    for i in range(L):
+                        part += g[i] * c[i]
+                    acc[s, oc, k] += part
+                part = zero
+                for i in range(L):
+                    part += g[i]
+                acc[s, oc, K] += part
+    for oc in range(OC):
+        for k in range(K + 1):
+            total = 0.0
+            for s in range(slices):
+                total += acc[s, oc, k]
+            if k < K:
+                gW[oc, k] = total
+            else:
+                gb[oc] = total
+
+
+def weight_grad_small_k(gy, cols, channel_major=False):
+    """Fast version of :func:`weight_grad_small_k_reference`."""
+    OC = gy.shape[0] if channel_major else gy.shape[1]
+    K = cols.shape[0]
+    gW, gb = np.empty((OC, K), dtype=gy.dtype), np.empty(OC, dtype=gy.dtype)
+    N = gy.shape[1] if channel_major else gy.shape[0]
+    _weight_grad_small_k_loops(np.ascontiguousarray(gy), cols.reshape(K, N, -1), channel_major,
+                               gW, gb)
+    return gW, gb
+
+
 def to_batch_major(Y, b, out=None):
     """Fast version of :func:`to_batch_major_reference`; writes into ``out`` when given."""
     OC, N, L = Y.shape

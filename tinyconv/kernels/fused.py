@@ -87,99 +87,153 @@ def backward_reference(gy, x, y, at, gamma, beta, mu, invstd):
 
 
 @njit(inline="always")
-def _bn_relu_row(src, dst, training, a, s, g, b):
-    # one row of the activation, normalized and through the ReLU: a plain loop over two
-    # views, which LLVM vectorizes (the pooling below reads every other element)
+def _bn_relu_row(src, dst, training, a, s, g, b, p):
+    # one row of the activation (+ p, the convolution's bias when fused with it, else 0),
+    # normalized and through the ReLU: a plain loop over two views, which LLVM vectorizes (the
+    # pooling below reads every other element)
     if training:
         for i in range(src.size):
-            z = (src[i] - a) * s * g + b
+            z = ((src[i] + p) - a) * s * g + b
             dst[i] = 0 if z <= 0 else z  # NaN <= 0 is false: NaN passes, as in the ReLU kernel
     else:
         for i in range(src.size):
-            z = src[i] * s + b
+            z = (src[i] + p) * s + b
             dst[i] = 0 if z <= 0 else z
 
 
+# NOTE (layouts): x is (N, C, H, W), or (C, N, H, W) when ``channel_major``: the output of a
+# convolution's GEMM, which the fused Conv2d ops hand over before it is moved into the batch's
+# layout (see tinyconv/ops/fused.py); then ``pre`` holds the convolution's bias, added to each
+# value first, exactly as the unfused convolution adds it. The input gradient gx is written in
+# x's layout; in channel-major layout each channel's sum of gx (the bias gradient) comes too.
+
+
+@njit(inline="always")
+def _dims(x, channel_major):
+    """(N, C, H, W) of x in either layout."""
+    if channel_major:
+        return x.shape[1], x.shape[0], x.shape[2], x.shape[3]
+    return x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+
+
+@njit(inline="always")
+def _task(task, N, C, channel_major):
+    """(n, c) of task number ``task``, walking the planes in memory order."""
+    if channel_major:
+        return task % N, task // N
+    return task // C, task % C
+
+
+_BLOCK = 16  # planes per task of the forward loops: fewer scratch allocations
+
+
 @njit(cache=True, parallel=True)  # no fastmath: every element rounds as in the unfused kernels
-def _forward_loops(x, training, p_a, p_s, p_g, p_b, y, at):
+def _forward_loops(x, channel_major, pre, training, p_a, p_s, p_g, p_b, y, at):
     # training: (a, s, g, b) = (mu, invstd, gamma, beta); evaluation: (-, scale, -, shift)
-    N, C, H, W = x.shape
+    N, C, H, W = _dims(x, channel_major)
     OH, OW = y.shape[2], y.shape[3]
-    for task in prange(N * C):
-        n, c = task // C, task % C
-        a, s, g, b = p_a[c], p_s[c], p_g[c], p_b[c]
+    tasks = N * C
+    for block in prange((tasks + _BLOCK - 1) // _BLOCK):  # the block's planes share scratch rows
         top, bottom = np.empty(W, x.dtype), np.empty(W, x.dtype)
-        for oh in range(OH):
-            _bn_relu_row(x[n, c, 2 * oh], top, training, a, s, g, b)
-            _bn_relu_row(x[n, c, 2 * oh + 1], bottom, training, a, s, g, b)
-            y_row, at_row = y[n, c, oh], at[n, c, oh]
-            for ow in range(OW):  # the pooling's rule, ties and NaN: max_of_window
-                y_row[ow], at_row[ow] = max_of_window(top[2 * ow], top[2 * ow + 1],
-                                                      bottom[2 * ow], bottom[2 * ow + 1])
+        for task in range(block * _BLOCK, min(tasks, (block + 1) * _BLOCK)):
+            n, c = _task(task, N, C, channel_major)
+            a, s, g, b, p = p_a[c], p_s[c], p_g[c], p_b[c], pre[c]
+            plane = x[c, n] if channel_major else x[n, c]
+            for oh in range(OH):
+                _bn_relu_row(plane[2 * oh], top, training, a, s, g, b, p)
+                _bn_relu_row(plane[2 * oh + 1], bottom, training, a, s, g, b, p)
+                y_row, at_row = y[n, c, oh], at[n, c, oh]
+                for ow in range(OW):  # the pooling's rule, ties and NaN: max_of_window
+                    y_row[ow], at_row[ow] = max_of_window(top[2 * ow], top[2 * ow + 1],
+                                                          bottom[2 * ow], bottom[2 * ow + 1])
 
 
 @njit(cache=True, parallel=True, fastmath=_FASTMATH)
-def _backward_loops(gy, x, y, at, mu, invstd, gamma, gx, ggamma, gbeta):
-    N, C, H, W = x.shape
-    OH, OW = y.shape[2], y.shape[3]
+def _backward_loops(gy, x, channel_major, pre, y, at, mu, invstd, gamma, gx, ggamma, gbeta,
+                    gx_sum):
+    # x and gx as (N, C, H*W) or (C, N, H*W): one flat row per plane
+    N, C, OH, OW = y.shape
+    H, W = 2 * OH, 2 * OW
     M = N * H * W
     zero = gy.dtype.type(0)
     for c in prange(C):  # one thread per channel: the sums need the whole channel
-        m, s = mu[c], invstd[c]
+        m, s, p = mu[c], invstd[c], pre[c]
         sum_g = 0.0
         sum_gh = 0.0
         for n in range(N):  # one pixel per window: the arg-max, when the ReLU let it through
-            x_plane, g_plane, y_plane, at_plane = x[n, c], gy[n, c], y[n, c], at[n, c]
+            x_row = x[c, n] if channel_major else x[n, c]
+            g_plane, y_plane, at_plane = gy[n, c], y[n, c], at[n, c]
             for oh in range(OH):
                 for ow in range(OW):
                     # a select, not a branch (see _forward_loops): gated windows add 0
                     yv, gv, k = y_plane[oh, ow], g_plane[oh, ow], at_plane[oh, ow]
                     g = zero if yv <= 0 else gv
-                    h = (x_plane[2 * oh + k // 2, 2 * ow + k % 2] - m) * s
+                    h = ((x_row[(2 * oh + (k >> 1)) * W + 2 * ow + (k & 1)] + p) - m) * s
                     sum_g += g
                     sum_gh += g * h
         gbeta[c], ggamma[c] = sum_g, sum_gh
         scale = gamma[c] * s / M
+        total = 0.0  # of gx over the channel, when channel_major: the bias gradient
         for n in range(N):
-            x_plane, gx_plane = x[n, c], gx[n, c]
+            x_row = x[c, n] if channel_major else x[n, c]
+            out = gx[c, n] if channel_major else gx[n, c]
+            for i in range(H * W):  # every pixel as if no gradient reached it (gz = 0) ...
+                v = scale * (0 - sum_g - ((x_row[i] + p) - m) * s * sum_gh)
+                out[i] = v
+                total += v
             g_plane, y_plane, at_plane = gy[n, c], y[n, c], at[n, c]
-            for h_ in range(H):  # every pixel as if no gradient reached it (gz = 0) ...
-                row, out = x_plane[h_], gx_plane[h_]
-                for w in range(W):
-                    out[w] = scale * (0 - sum_g - (row[w] - m) * s * sum_gh)
             for oh in range(OH):  # ... then the arg-max pixels, which may have got one
                 for ow in range(OW):
                     yv, gv, k = y_plane[oh, ow], g_plane[oh, ow], at_plane[oh, ow]
                     g = zero if yv <= 0 else gv
-                    i, j = 2 * oh + k // 2, 2 * ow + k % 2
-                    h = (x_plane[i, j] - m) * s
-                    gx_plane[i, j] = scale * (M * g - sum_g - h * sum_gh)
+                    i = (2 * oh + (k >> 1)) * W + 2 * ow + (k & 1)
+                    h = ((x_row[i] + p) - m) * s
+                    v = scale * (M * g - sum_g - h * sum_gh)
+                    total += v - out[i]
+                    out[i] = v
+        gx_sum[c] = total
 
 
-def forward(x, gamma, beta, training, stats):
+def forward(x, gamma, beta, training, stats, channel_major=False, pre=None, out=None):
     """Fast forward: ``stats`` = (mu, invstd) when training, (scale, shift) in evaluation.
 
-    Returns y (N, C, H/2, W/2) and at (N, C, H/2, W/2) uint8.
+    Returns y (N, C, H/2, W/2) and at (N, C, H/2, W/2) uint8, written into ``out=(y, at)`` when
+    given. ``channel_major`` and ``pre``: see the NOTE on layouts above.
     """
-    N, C, H, W = x.shape
-    y = np.empty((N, C, H // 2, W // 2), dtype=x.dtype)
-    at = np.empty(y.shape, dtype=np.uint8)
+    N, C, H, W = (x.shape[1], x.shape[0]) + x.shape[2:] if channel_major else x.shape
+    if out is None:
+        out = (np.empty((N, C, H // 2, W // 2), dtype=x.dtype),
+               np.empty((N, C, H // 2, W // 2), dtype=np.uint8))
     if training:
         args = (stats[0], stats[1], gamma, beta)
     else:
         args = (stats[0], stats[0], stats[0], stats[1])  # a and g unused
     args = tuple(a.astype(x.dtype, copy=False) for a in args)
-    _forward_loops(np.ascontiguousarray(x), training, *args, y, at)
-    return y, at
+    _forward_loops(np.ascontiguousarray(x), channel_major, _pre(pre, C, x.dtype), training,
+                   *args, *out)
+    return out
 
 
-def backward(gy, x, y, at, gamma, mu, invstd):
-    """Fast training-mode backward: (gx, ggamma, gbeta)."""
-    C, dt = x.shape[1], x.dtype
+def backward(gy, x, y, at, gamma, mu, invstd, channel_major=False, pre=None):
+    """Fast training-mode backward: (gx, ggamma, gbeta), and in channel-major layout also the
+    sum of gx over each channel (the bias gradient of the convolution before)."""
+    C, dt = x.shape[0 if channel_major else 1], x.dtype
     gx = np.empty(x.shape, dtype=dt)
-    ggamma, gbeta = np.empty(C, dtype=dt), np.empty(C, dtype=dt)
-    _backward_loops(np.ascontiguousarray(gy), x, y, at, mu, invstd, gamma, gx, ggamma, gbeta)
+    ggamma, gbeta, gx_sum = np.empty(C, dtype=dt), np.empty(C, dtype=dt), np.empty(C, dtype=dt)
+    _backward_loops(np.ascontiguousarray(gy), _flat(x), channel_major, _pre(pre, C, dt), y, at,
+                    mu, invstd, gamma, _flat(gx), ggamma, gbeta, gx_sum)
+    if channel_major:
+        return gx, ggamma, gbeta, gx_sum
     return gx, ggamma, gbeta
+
+
+def _flat(a):
+    """(A, B, H, W) -> (A, B, H*W), a view."""
+    return np.ascontiguousarray(a).reshape(a.shape[0], a.shape[1], -1)
+
+
+def _pre(pre, C, dtype):
+    return np.zeros(C, dtype) if pre is None else pre.astype(dtype, copy=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,49 +265,64 @@ def pool_relu_backward_reference(gy, y, at, x_shape):
 
 
 @njit(cache=True, parallel=True)
-def _pool_relu_loops(x, y, at):
-    N, C, H, W = x.shape
+def _pool_relu_loops(x, channel_major, pre, y, at):
+    N, C, H, W = _dims(x, channel_major)
     OH, OW = y.shape[2], y.shape[3]
     for task in prange(N * C):
-        n, c = task // C, task % C
+        n, c = _task(task, N, C, channel_major)
+        plane, p = x[c, n] if channel_major else x[n, c], pre[c]
         for oh in range(OH):
-            top, bottom = x[n, c, 2 * oh], x[n, c, 2 * oh + 1]
+            top, bottom = plane[2 * oh], plane[2 * oh + 1]
             y_row, at_row = y[n, c, oh], at[n, c, oh]
             for ow in range(OW):
-                best, at_row[ow] = max_of_window(top[2 * ow], top[2 * ow + 1], bottom[2 * ow],
-                                                 bottom[2 * ow + 1])
+                best, at_row[ow] = max_of_window(top[2 * ow] + p, top[2 * ow + 1] + p,
+                                                 bottom[2 * ow] + p, bottom[2 * ow + 1] + p)
                 y_row[ow] = 0 if best <= 0 else best  # NaN passes, as in the ReLU kernel
 
 
-@njit(cache=True, parallel=True)
-def _pool_relu_backward_loops(gy, y, at, gx):
-    N, C, H, W = gx.shape
+@njit(cache=True, parallel=True, fastmath=_FASTMATH)  # reassoc: only for the plane sums
+def _pool_relu_backward_loops(gy, y, at, channel_major, gx, plane_sums):
+    N, C, H, W = _dims(gx, channel_major)
     OH, OW = y.shape[2], y.shape[3]
     zero = gy.dtype.type(0)
     for task in prange(N * C):  # planes are disjoint: threads never write the same pixel
-        n, c = task // C, task % C
+        n, c = _task(task, N, C, channel_major)
+        plane = gx[c, n] if channel_major else gx[n, c]
         for oh in range(OH):
             g_row, y_row, at_row = gy[n, c, oh], y[n, c, oh], at[n, c, oh]
             for i in range(2):
-                out = gx[n, c, 2 * oh + i]
+                out = plane[2 * oh + i]
                 for ow in range(OW):
                     yv, gv, k = y_row[ow], g_row[ow], at_row[ow]
                     g = zero if yv <= 0 else gv
                     out[2 * ow] = g if k == 2 * i else zero
                     out[2 * ow + 1] = g if k == 2 * i + 1 else zero
+        if channel_major:  # each window's gradient lands on one pixel: the plane's sum
+            g_flat, y_flat = gy[n, c].reshape(OH * OW), y[n, c].reshape(OH * OW)
+            total = zero  # a plane's sum in the data's precision, the planes' in float64
+            for q in range(OH * OW):
+                total += zero if y_flat[q] <= 0 else g_flat[q]
+            plane_sums[c, n] = total
 
 
-def pool_relu_forward(x):
-    """Fast :func:`pool_relu_forward_reference` (x of even height and width)."""
-    N, C, H, W = x.shape
-    y = np.empty((N, C, H // 2, W // 2), dtype=x.dtype)
-    at = np.empty(y.shape, dtype=np.uint8)
-    _pool_relu_loops(np.ascontiguousarray(x), y, at)
-    return y, at
+def pool_relu_forward(x, channel_major=False, pre=None, out=None):
+    """Fast :func:`pool_relu_forward_reference` (x of even height and width), written into
+    ``out=(y, at)`` when given; ``channel_major`` and ``pre``: see the NOTE on layouts above."""
+    N, C, H, W = (x.shape[1], x.shape[0]) + x.shape[2:] if channel_major else x.shape
+    if out is None:
+        out = (np.empty((N, C, H // 2, W // 2), dtype=x.dtype),
+               np.empty((N, C, H // 2, W // 2), dtype=np.uint8))
+    _pool_relu_loops(np.ascontiguousarray(x), channel_major, _pre(pre, C, x.dtype), *out)
+    return out
 
 
-def pool_relu_backward(gy, y, at, x_shape):
-    """Fast :func:`pool_relu_backward_reference`."""
+def pool_relu_backward(gy, y, at, x_shape, channel_major=False):
+    """Fast :func:`pool_relu_backward_reference`: gx in the layout of ``x_shape``; in
+    channel-major layout (C, N, H, W) also its sum over each channel (the bias gradient)."""
     gx = np.empty(x_shape, dtype=gy.dtype)
-    _pool_relu_backward_loops(np.ascontiguousarray(gy), y, at, gx)
+    N, C = y.shape[:2]
+    plane_sums = np.empty((C, N), dtype=np.float64)
+    _pool_relu_backward_loops(np.ascontiguousarray(gy), y, at, channel_major, gx, plane_sums)
+    if channel_major:
+        return gx, plane_sums.sum(axis=1).astype(gy.dtype)
     return gx

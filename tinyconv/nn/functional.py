@@ -92,6 +92,13 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if isinstance(input, Tensor) and input.ndim == 3:  # unbatched (C, H, W), as torch allows
         return conv2d(input.unsqueeze(0), weight, bias, stride, padding, dilation,
                       groups).squeeze(0)
+    stride, padding, dilation = _conv2d_args(input, weight, bias, stride, padding, dilation,
+                                             groups)
+    return C.Conv2d.apply(input, weight, bias, stride, padding, dilation)
+
+
+def _conv2d_args(input, weight, bias, stride, padding, dilation, groups):  # noqa: A002
+    """Check a batched conv2d call; returns (stride, padding, dilation) as pairs of ints."""
     _check_4d("conv2d", input)
     _check_nonempty("conv2d", input, 2)
     if weight.ndim != 4:
@@ -124,7 +131,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
                          f"({padded[0]} x {padded[1]}); kernel size (dilated): "
                          f"({eff[0]} x {eff[1]}); the kernel can't be larger than the "
                          f"padded input")
-    return C.Conv2d.apply(input, weight, bias, stride, padding, dilation)
+    return stride, padding, dilation
 
 
 def _string_padding(padding, stride, dilation, kernel):
@@ -248,6 +255,21 @@ def _batch_norm_relu_max_pool2d(input, running_mean, running_var, weight, bias, 
     _check_batch_norm(input, running_mean, running_var, weight, bias, training)
     return FU.BatchNormReLUMaxPool2d.apply(input, weight, bias, running_mean, running_var,
                                            bool(training), momentum, eps)
+
+
+def _conv2d_batch_norm_relu_max_pool2d(input, conv_args, weight, bias, bn_args):  # noqa: A002
+    """max_pool2d(relu(batch_norm(conv2d(input, weight, bias, *conv_args), *bn_args)), 2, 2) as
+    one op; only for what ``nn.Sequential`` fuses (tinyconv/nn/fusion.py checked the rest)."""
+    running_mean, running_var, gamma, beta, training, momentum, eps = bn_args
+    return FU.Conv2dBatchNormReLUMaxPool2d.apply(input, weight, bias, gamma, beta, running_mean,
+                                                 running_var, *conv_args, bool(training),
+                                                 momentum, eps)
+
+
+def _conv2d_max_pool2d_relu(input, conv_args, weight, bias):  # noqa: A002
+    """relu(max_pool2d(conv2d(input, weight, bias, *conv_args), 2, 2)) as one op; only for what
+    ``nn.Sequential`` fuses."""
+    return FU.Conv2dMaxPool2dReLU.apply(input, weight, bias, *conv_args)
 
 
 def _max_pool2d_relu(input):  # noqa: A002

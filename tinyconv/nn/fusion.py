@@ -2,14 +2,18 @@
 
 Two patterns (tinyconv/ops/fused.py): ``BatchNorm2d -> ReLU -> MaxPool2d(2, 2)``, the end of
 each FashionCNN layer, and ``MaxPool2d(2, 2)`` next to ``ReLU`` in either order (ConvModule,
-DeepFashionCNN). A run is fused only when nothing could tell the difference:
+DeepFashionCNN); each also with the ``Conv2d`` before it, whose output then goes to the fused
+kernels in the GEMM's layout. A run is fused only when nothing could tell the difference:
 
 * the modules are exactly tinyconv's classes, and none has a ``forward`` replaced on the
   instance (``tinyconv.summary`` and the parity recorder do that to watch each layer);
 * the pooling is 2x2 with stride 2, no padding, dilation 1, floor mode, no indices returned,
   and the input is 4-D with even height and width, so the windows tile it exactly (with odd
   sizes the pooling would drop the last row or column, and the batch norm still see it);
-* in evaluation mode (running statistics), only when no backward can follow.
+* in evaluation mode (running statistics), only when no backward can follow;
+* with a Conv2d: its call passes conv2d's checks (a wrong input gets conv2d's own error), its
+  output has even height and width, and the batch norm's parameters and buffers fit it (same
+  channel count and dtype); otherwise the Conv2d runs alone and the rest is tried after it.
 
 Anything else, wrong input included, goes through the modules one by one, with their checks and
 error messages. ``set_fusion(False)`` turns fusion off for the whole process.
@@ -53,24 +57,79 @@ def _tiling_pool(pool):
 def try_fused(modules, i, input):  # noqa: A002
     """(output, number of modules it stands for) for a fusable run starting at modules[i], or
     None when there is none."""
-    from tinyconv.nn.modules.layers import BatchNorm2d, ReLU
+    from tinyconv.nn.modules.layers import BatchNorm2d, Conv2d, ReLU
     from tinyconv.tensor import Tensor
 
     if not (_enabled and isinstance(input, Tensor) and input.ndim == 4
-            and input.dtype.kind == "f" and input.shape[2] % 2 == 0 and input.shape[3] % 2 == 0
-            and input.numel() > 0):
+            and input.dtype.kind == "f" and input.numel() > 0):
+        return None
+    if type(modules[i]) is Conv2d:
+        return _conv_run(modules, i, input)
+    if input.shape[2] % 2 or input.shape[3] % 2:
         return None
     run = modules[i:i + 3]
     if (len(run) == 3 and type(run[0]) is BatchNorm2d and type(run[1]) is ReLU
             and _tiling_pool(run[2]) and _unpatched(*run)):
         return _batch_norm_relu_max_pool(run[0], input), 3
     run = modules[i:i + 2]
-    if len(run) == 2 and _unpatched(*run) and (
-            (type(run[0]) is ReLU and _tiling_pool(run[1]))
-            or (_tiling_pool(run[0]) and type(run[1]) is ReLU)):
+    if len(run) == 2 and _unpatched(*run) and _pool_and_relu(run):
         from tinyconv.nn import functional as F
         return F._max_pool2d_relu(input), 2
     return None
+
+
+def _pool_and_relu(run):
+    """A 2x2 tiling MaxPool2d and a ReLU, in either order."""
+    from tinyconv.nn.modules.layers import ReLU
+
+    return ((type(run[0]) is ReLU and _tiling_pool(run[1]))
+            or (_tiling_pool(run[0]) and type(run[1]) is ReLU))
+
+
+def _conv_run(modules, i, input):  # noqa: A002
+    """Conv2d -> BatchNorm2d -> ReLU -> MaxPool2d(2, 2), or Conv2d followed by MaxPool2d(2, 2)
+    and ReLU in either order, as one op."""
+    from tinyconv.nn import functional as F
+    from tinyconv.nn.modules.layers import BatchNorm2d, ReLU
+    from tinyconv.ops.conv import output_size
+
+    conv = modules[i]
+    run = modules[i:i + 4]
+    with_bn = (len(run) == 4 and type(run[1]) is BatchNorm2d and type(run[2]) is ReLU
+               and _tiling_pool(run[3]))
+    if not with_bn:
+        run = modules[i:i + 3]
+        if not (len(run) == 3 and _pool_and_relu(run[1:])):
+            return None
+    if not _unpatched(*run):
+        return None
+    # the unfused conv2d would raise the same errors for a wrong input
+    conv_args = F._conv2d_args(input, conv.weight, conv.bias, conv.stride, conv.padding,
+                               conv.dilation, conv.groups)
+    OH, OW = output_size(input.shape, conv.weight.shape, *conv_args)
+    if OH % 2 or OW % 2:
+        return None
+    if not with_bn:
+        return F._conv2d_max_pool2d_relu(input, conv_args, conv.weight, conv.bias), 3
+    bn = run[1]
+    if not _batch_norm_fits(bn, conv, input, input.shape[0] * OH * OW):
+        return None
+    return F._conv2d_batch_norm_relu_max_pool2d(input, conv_args, conv.weight, conv.bias,
+                                                bn._stats_args()), 4
+
+
+def _batch_norm_fits(bn, conv, input, per_channel):  # noqa: A002
+    """The batch norm after ``conv`` can be fused: it takes conv's channels and dtype, it has
+    more than one value per channel in training, and in evaluation no backward can follow."""
+    if bn.num_features != conv.out_channels:
+        return False
+    if any(t is not None and t.dtype != input.dtype
+           for t in (bn.running_mean, bn.running_var, bn.weight, bn.bias)):
+        return False
+    if bn.training or bn.running_mean is None:  # batch statistics
+        return per_channel > 1
+    params = (input, conv.weight, conv.bias, bn.weight, bn.bias)
+    return not (is_grad_enabled() and any(p is not None and p.requires_grad for p in params))
 
 
 def _batch_norm_relu_max_pool(bn, input):  # noqa: A002

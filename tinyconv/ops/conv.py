@@ -22,12 +22,12 @@ import numpy as np
 
 from tinyconv.autograd import Function
 from tinyconv.kernels.conv import (
-    col2im, conv_out_size, im2col, to_batch_major, to_channel_major,
+    col2im, conv_out_size, im2col, to_batch_major, to_channel_major, weight_grad_small_k,
 )
 
 
 CHUNK_ELEMENTS = 1 << 20  # cols entries per chunk when nothing is saved for backward (4 MB f32)
-SMALL_K = 32  # receptive fields up to this length take backward's per-sample route (see there)
+SMALL_K = 32  # first layers with receptive fields up to this long: weight_grad_small_k
 
 
 def _gemm_into(y, W2, cols, b):
@@ -37,51 +37,78 @@ def _gemm_into(y, W2, cols, b):
     to_batch_major((W2 @ cols).reshape(OC, n, L), b, out=y)
 
 
+def output_size(x_shape, w_shape, stride, padding, dilation):
+    """(OH, OW) of a convolution of an input of ``x_shape`` with weights of ``w_shape``."""
+    return tuple(conv_out_size(x_shape[2 + a], w_shape[2 + a], stride[a], padding[a],
+                               dilation[a]) for a in (0, 1))
+
+
+def chunk_size(W, L):
+    """Samples per chunk when nothing is saved for backward (see the module docstring)."""
+    return max(1, CHUNK_ELEMENTS // (W[0].size * L))
+
+
+def gemm_channel_major(x, W, stride, padding, dilation):
+    """(Y, cols): Y = W.reshape(OC, K) @ im2col(x) as (OC, N, OH, OW), the GEMM's own layout
+    (channel-major; no bias added), for the fused ops of tinyconv/ops/fused.py to read in place
+    of the batch-major output."""
+    OC, _, kh, kw = W.shape
+    OH, OW = output_size(x.shape, W.shape, stride, padding, dilation)
+    cols = im2col(x, kh, kw, stride, padding, dilation)
+    return (W.reshape(OC, -1) @ cols).reshape(OC, x.shape[0], OH, OW), cols
+
+
+def backward_from_channel_major(gY, gb, cols, W, x_shape, geometry, need):
+    """(gx, gW, gb) of a convolution, given the gradient of its output in the GEMM's layout
+    gY (OC, N*OH*OW) and its channel sums gb; ``need``: which of the three are wanted."""
+    need_x, need_w, need_b = need[:3]
+    OC = W.shape[0]
+    W2 = W.reshape(OC, -1)
+    gY = gY.reshape(OC, -1)
+    if need_w and not need_x and W2.shape[1] <= SMALL_K:
+        gW = weight_grad_small_k(gY.reshape(OC, x_shape[0], -1), cols, channel_major=True)[0]
+    else:
+        gW = gY @ cols.T if need_w else None
+    gx = None
+    if need_x:
+        kh, kw, stride, padding, dilation = geometry
+        gx = col2im(W2.T @ gY, x_shape, kh, kw, stride, padding, dilation)  # (N, C, H, W)
+    return (gx, gW.reshape(W.shape) if need_w else None, gb if need_b else None)
+
+
 class Conv2d(Function):
     @staticmethod
     def forward(ctx, x, W, b, stride, padding, dilation):
         N, C, H, Wd = x.shape
         OC, _, kh, kw = W.shape
-        OH = conv_out_size(H, kh, stride[0], padding[0], dilation[0])
-        OW = conv_out_size(Wd, kw, stride[1], padding[1], dilation[1])
+        OH, OW = output_size(x.shape, W.shape, stride, padding, dilation)
         W2 = W.reshape(OC, -1)  # (OC, K)
         y = np.empty((N, OC, OH * OW), dtype=np.result_type(x, W))
         if not ctx.recording:
-            step = max(1, CHUNK_ELEMENTS // (W2.shape[1] * OH * OW))
+            step = chunk_size(W, OH * OW)
             for n0 in range(0, N, step):
                 cols = im2col(x[n0:n0 + step], kh, kw, stride, padding, dilation)
                 _gemm_into(y[n0:n0 + step], W2, cols, b)
             return y.reshape(N, OC, OH, OW)
         cols = im2col(x, kh, kw, stride, padding, dilation)  # (K, P), columns ordered (n, oh, ow)
         _gemm_into(y, W2, cols, b)
-        ctx.save_for_backward(cols, W2)
-        ctx.x_shape, ctx.w_shape = x.shape, W.shape
+        ctx.save_for_backward(cols, W)
+        ctx.x_shape = x.shape
         ctx.geometry = (kh, kw, stride, padding, dilation)
         return y.reshape(N, OC, OH, OW)
 
     @staticmethod
     def backward(ctx, gy):
-        cols, W2 = ctx.saved_tensors
+        cols, W = ctx.saved_tensors
         N, OC, OH, OW = gy.shape
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        K, L = W2.shape[1], OH * OW
-        if not need_x and K <= SMALL_K:
-            # A first layer (its input needs no gradient) with a short receptive field: one
-            # small GEMM per sample straight from gy's layout, gW = sum_n gy[n] @ cols[:, n].T,
-            # costs less than moving gy into the GEMM's layout (FashionCNN's first layer:
-            # 0.6 instead of 1.4 ms).
-            gy3 = gy.reshape(N, OC, L)
-            gW = np.matmul(gy3, cols.reshape(K, N, L).transpose(1, 2, 0)).sum(axis=0)
-            gb = gy3.sum(axis=(0, 2), dtype=np.float64).astype(gy.dtype)
-            return (None, gW.reshape(ctx.w_shape) if need_w else None,
-                    gb if need_b else None)
+        if not need_x and W[0].size <= SMALL_K:
+            # A first layer (its input needs no gradient) with a short receptive field: the
+            # weight gradient straight from gy's layout (see weight_grad_small_k) costs less
+            # than moving gy into the GEMM's layout first.
+            gW, gb = weight_grad_small_k(gy.reshape(N, OC, -1), cols)
+            return (None, gW.reshape(W.shape) if need_w else None, gb if need_b else None)
         # (N, OC, OH*OW) -> (OC, N*OH*OW), the layout of Y in forward; gb on the way
-        gY, gb = to_channel_major(gy.reshape(N, OC, L))
-        gY = gY.reshape(OC, -1)
-        gW = (gY @ cols.T).reshape(ctx.w_shape) if need_w else None  # (OC, K)
-        gb = gb if need_b else None  # (OC,): gy summed over N, OH, OW
-        gx = None
-        if need_x:
-            kh, kw, stride, padding, dilation = ctx.geometry
-            gx = col2im(W2.T @ gY, ctx.x_shape, kh, kw, stride, padding, dilation)  # (N, C, H, W)
-        return gx, gW, gb
+        gY, gb = to_channel_major(gy.reshape(N, OC, OH * OW))
+        return backward_from_channel_major(gY, gb, cols, W, ctx.x_shape, ctx.geometry,
+                                           ctx.needs_input_grad)

@@ -29,11 +29,11 @@ from tinyconv.kernels.batchnorm import (
 )
 
 
-def affine_or_default(x, gamma, beta):
-    """gamma and beta, or ones and zeros when the batch norm has no affine parameters."""
-    C = x.shape[1]
-    return (gamma if gamma is not None else np.ones(C, dtype=x.dtype),
-            beta if beta is not None else np.zeros(C, dtype=x.dtype))
+def affine_or_default(C, dtype, gamma, beta):
+    """gamma and beta, or ones and zeros when the batch norm (of C channels) has no affine
+    parameters."""
+    return (gamma if gamma is not None else np.ones(C, dtype=dtype),
+            beta if beta is not None else np.zeros(C, dtype=dtype))
 
 
 def update_running_stats(running_mean, running_var, mu, var, M, momentum):
@@ -45,9 +45,9 @@ def update_running_stats(running_mean, running_var, mu, var, M, momentum):
         running_var += momentum * var * (M / (M - 1))
 
 
-def eval_scale_shift(x, gamma, beta, running_mean, running_var, eps):
+def eval_scale_shift(dtype, gamma, beta, running_mean, running_var, eps):
     """Constant statistics: y = x * scale + shift per channel. Returns (scale, shift, invstd)."""
-    invstd = (1.0 / np.sqrt(running_var + eps)).astype(x.dtype, copy=False)
+    invstd = (1.0 / np.sqrt(running_var + eps)).astype(dtype, copy=False)
     scale = gamma * invstd
     return scale, beta - running_mean * scale, invstd
 
@@ -55,15 +55,15 @@ def eval_scale_shift(x, gamma, beta, running_mean, running_var, eps):
 class BatchNorm(Function):
     @staticmethod
     def forward(ctx, x, gamma, beta, running_mean, running_var, training, momentum, eps):
-        gamma_, beta_ = affine_or_default(x, gamma, beta)
+        gamma_, beta_ = affine_or_default(x.shape[1], x.dtype, gamma, beta)
         if training:
             y, xhat, mu, var, invstd = batch_norm_forward(x, gamma_, beta_, eps)
             update_running_stats(running_mean, running_var, mu, var, x.size // x.shape[1],
                                  momentum)
             ctx.save_for_backward(xhat, invstd, gamma_)
         else:
-            scale, shift, invstd = eval_scale_shift(x, gamma_, beta_, running_mean, running_var,
-                                                    eps)
+            scale, shift, invstd = eval_scale_shift(x.dtype, gamma_, beta_, running_mean,
+                                                    running_var, eps)
             y = batch_norm_eval(x, scale, shift)
             if ctx.recording:
                 ctx.save_for_backward(scale, x, running_mean.copy(), invstd)

@@ -45,6 +45,14 @@ class Sequential(Module):
             raise IndexError(f"index {idx} is out of range for a Sequential of {len(keys)}")
         return self._modules[keys[idx]]
 
+    def __setitem__(self, idx, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential: can only hold Modules, got a {type(module).__name__}")
+        keys = list(self._modules)
+        if not -len(keys) <= idx < len(keys):
+            raise IndexError(f"index {idx} is out of range for a Sequential of {len(keys)}")
+        self.add_module(keys[idx], module)
+
     def __len__(self):
         return len(self._modules)
 
@@ -66,6 +74,14 @@ class ModuleList(Module):
         if isinstance(idx, slice):
             return ModuleList(list(self._modules.values())[idx])
         return list(self._modules.values())[idx]
+
+    def __setitem__(self, idx, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential: can only hold Modules, got a {type(module).__name__}")
+        keys = list(self._modules)
+        if not -len(keys) <= idx < len(keys):
+            raise IndexError(f"index {idx} is out of range for a Sequential of {len(keys)}")
+        self.add_module(keys[idx], module)
 
     def __len__(self):
         return len(self._modules)

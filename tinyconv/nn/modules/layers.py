@@ -168,7 +168,11 @@ class _BatchNorm(Module):
                                f"with {self.num_features} channels (dim 1), got "
                                f"{input.shape[1]} channels in input of shape "
                                f"{tuple(input.shape)}")
-        # Same decisions as torch: which statistics to use, and the averaging factor.
+        return self._stats_args()
+
+    def _stats_args(self):
+        """Count the batch; F.batch_norm's arguments after the input (same decisions as torch:
+        which statistics to use, and the averaging factor)."""
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked._data += 1
