@@ -18,7 +18,6 @@ import tinyconv
 from tinyconv import nn
 from tinyconv.kernels import fused
 from tinyconv.kernels.batchnorm import batch_norm_stats
-from tinyconv.kernels.conv import weight_grad_small_k, weight_grad_small_k_reference
 from tinyconv.nn import functional as TF
 
 HYP = settings(max_examples=30, deadline=None, database=None)
@@ -87,22 +86,6 @@ def test_channel_major_kernels_equal_batch_major(n, c, oh, ow, dtype, ties, data
     gx_ref = fused.pool_relu_backward(gy, y, at, x.shape)
     np.testing.assert_array_equal(gx.transpose(1, 0, 2, 3), gx_ref)
     np.testing.assert_allclose(gb, gx_ref.sum(axis=(0, 2, 3)), rtol=tol, atol=tol)
-
-
-@HYP
-@given(n=st.integers(1, 12), oc=st.integers(1, 9), k=st.integers(1, 12), l_=st.integers(1, 40),
-       layout=st.sampled_from(["batch-major", "channel-major"]),
-       dtype=st.sampled_from(DTYPES), data=st.data())
-def test_weight_grad_small_k_equals_reference(n, oc, k, l_, layout, dtype, data):
-    cm = layout == "channel-major"
-    gy = draw(data, (oc, n, l_) if cm else (n, oc, l_), dtype)
-    cols = draw(data, (k, n * l_), dtype)
-    gW, gb = weight_grad_small_k(gy, cols, channel_major=cm)
-    gW_ref, gb_ref = weight_grad_small_k_reference(gy, cols, channel_major=cm)
-    assert gW.dtype == gb.dtype == dtype and gW.shape == (oc, k)
-    tol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(gW, gW_ref, rtol=tol, atol=tol * n * l_)
-    np.testing.assert_allclose(gb, gb_ref, rtol=tol, atol=tol * n * l_)
 
 
 # ---- the fused modules against the same modules run one by one --------------------------------
