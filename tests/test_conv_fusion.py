@@ -60,6 +60,13 @@ def test_channel_major_kernels_equal_batch_major(n, c, oh, ow, dtype, ties, data
     y_ref, at_ref = fused.forward(x, gamma, beta, True, (mu, invstd))
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(at, at_ref)
+    # statistics and forward in one pass per channel, both layouts
+    for args in ((Y, gamma, beta, 1e-5, True, bias), (x, gamma, beta, 1e-5)):
+        y1, at1, stats1 = fused.train_forward(*args)
+        np.testing.assert_array_equal(y1, y_ref)
+        np.testing.assert_array_equal(at1, at_ref)
+        for got, want in zip(stats1, stats, strict=True):
+            np.testing.assert_array_equal(got, want)
     gx, ggamma, gbeta, gb = fused.backward(gy, Y, y, at, gamma, mu, invstd, channel_major=True,
                                            pre=bias)
     gx_ref, ggamma_ref, gbeta_ref = fused.backward(gy, x, y, at, gamma, mu, invstd)

@@ -68,27 +68,32 @@ _FASTMATH = {"reassoc"}
 # overlap and does not vectorize the loop (several times slower).
 
 
-@njit(cache=True, parallel=True, fastmath=_FASTMATH)
-def _stats_loops(x, channel_major, pre, eps, mu, var, invstd):
-    # x (N, C, L), or (C, N, L) when channel_major (a convolution's GEMM output, see
-    # tinyconv/ops/fused.py); the values are x + pre[c] (the convolution's bias, else 0)
-    N, C, L = (x.shape[1], x.shape[0], x.shape[2]) if channel_major else x.shape
+@njit(cache=True, fastmath=_FASTMATH)
+def channel_stats(x, channel_major, c, p):
+    """(mean, biased variance) of channel c of x + p, in float64; x (N, C, L), or (C, N, L) when channel_major (a convolution's GEMM output, see
+    tinyconv/ops/fused.py), p the convolution's bias (else 0). Called once per channel by
+    _stats_loops and by the fused kernels, so both compute the very same sums."""
+    N, L = (x.shape[1], x.shape[2]) if channel_major else (x.shape[0], x.shape[2])
     M = N * L
-    for c in prange(C):
-        p = pre[c]
-        total = 0.0
-        for n in range(N):
-            row = x[c, n] if channel_major else x[n, c]
-            for i in range(L):
-                total += row[i] + p
-        m = total / M
-        sq = 0.0
-        for n in range(N):
-            row = x[c, n] if channel_major else x[n, c]
-            for i in range(L):
-                d = (row[i] + p) - m
-                sq += d * d
-        v = sq / M
+    total = 0.0
+    for n in range(N):
+        row = x[c, n] if channel_major else x[n, c]
+        for i in range(L):
+            total += row[i] + p
+    m = total / M
+    sq = 0.0
+    for n in range(N):
+        row = x[c, n] if channel_major else x[n, c]
+        for i in range(L):
+            d = (row[i] + p) - m
+            sq += d * d
+    return m, sq / M
+
+
+@njit(cache=True, parallel=True)
+def _stats_loops(x, channel_major, pre, eps, mu, var, invstd):
+    for c in prange(mu.size):
+        m, v = channel_stats(x, channel_major, c, pre[c])
         mu[c], var[c], invstd[c] = m, v, 1.0 / np.sqrt(v + eps)
 
 

@@ -35,6 +35,7 @@ from numba import njit, prange
 from tinyconv.kernels.activation import relu_backward_reference, relu_forward_reference
 from tinyconv.kernels.batchnorm import (
     _FASTMATH,
+    channel_stats,
     batch_norm_backward_reference,
     batch_norm_eval_reference,
     batch_norm_forward_reference,
@@ -124,6 +125,18 @@ def _task(task, N, C, channel_major):
     return task // C, task % C
 
 
+@njit(inline="always")
+def _forward_plane(plane, y_plane, at_plane, training, a, s, g, b, p, top, bottom):
+    # one (H, W) plane -> its pooled (H/2, W/2) plane and arg-max places; top, bottom: scratch
+    for oh in range(y_plane.shape[0]):
+        _bn_relu_row(plane[2 * oh], top, training, a, s, g, b, p)
+        _bn_relu_row(plane[2 * oh + 1], bottom, training, a, s, g, b, p)
+        y_row, at_row = y_plane[oh], at_plane[oh]
+        for ow in range(y_row.size):  # the pooling's rule, ties and NaN: max_of_window
+            y_row[ow], at_row[ow] = max_of_window(top[2 * ow], top[2 * ow + 1], bottom[2 * ow],
+                                                  bottom[2 * ow + 1])
+
+
 _BLOCK = 16  # planes per task of the forward loops: fewer scratch allocations
 
 
@@ -131,21 +144,27 @@ _BLOCK = 16  # planes per task of the forward loops: fewer scratch allocations
 def _forward_loops(x, channel_major, pre, training, p_a, p_s, p_g, p_b, y, at):
     # training: (a, s, g, b) = (mu, invstd, gamma, beta); evaluation: (-, scale, -, shift)
     N, C, H, W = _dims(x, channel_major)
-    OH, OW = y.shape[2], y.shape[3]
     tasks = N * C
     for block in prange((tasks + _BLOCK - 1) // _BLOCK):  # the block's planes share scratch rows
         top, bottom = np.empty(W, x.dtype), np.empty(W, x.dtype)
         for task in range(block * _BLOCK, min(tasks, (block + 1) * _BLOCK)):
             n, c = _task(task, N, C, channel_major)
-            a, s, g, b, p = p_a[c], p_s[c], p_g[c], p_b[c], pre[c]
-            plane = x[c, n] if channel_major else x[n, c]
-            for oh in range(OH):
-                _bn_relu_row(plane[2 * oh], top, training, a, s, g, b, p)
-                _bn_relu_row(plane[2 * oh + 1], bottom, training, a, s, g, b, p)
-                y_row, at_row = y[n, c, oh], at[n, c, oh]
-                for ow in range(OW):  # the pooling's rule, ties and NaN: max_of_window
-                    y_row[ow], at_row[ow] = max_of_window(top[2 * ow], top[2 * ow + 1],
-                                                          bottom[2 * ow], bottom[2 * ow + 1])
+            _forward_plane(x[c, n] if channel_major else x[n, c], y[n, c], at[n, c], training,
+                           p_a[c], p_s[c], p_g[c], p_b[c], pre[c], top, bottom)
+
+
+@njit(cache=True, parallel=True)  # no fastmath: every element rounds as in the unfused kernels
+def _train_forward_loops(x, x3, channel_major, pre, eps, gamma, beta, mu, var, invstd, y, at):
+    # Training, one thread per channel: the channel's statistics, then its planes normalized
+    # and pooled while they are still in the cache (x3: x as (N, C, H*W) or (C, N, H*W)).
+    N, C, H, W = _dims(x, channel_major)
+    for c in prange(C):
+        m, v = channel_stats(x3, channel_major, c, pre[c])
+        mu[c], var[c], invstd[c] = m, v, 1.0 / np.sqrt(v + eps)
+        top, bottom = np.empty(W, x.dtype), np.empty(W, x.dtype)
+        for n in range(N):
+            _forward_plane(x[c, n] if channel_major else x[n, c], y[n, c], at[n, c], True,
+                           mu[c], invstd[c], gamma[c], beta[c], pre[c], top, bottom)
 
 
 @njit(cache=True, parallel=True, fastmath=_FASTMATH)
@@ -212,6 +231,21 @@ def forward(x, gamma, beta, training, stats, channel_major=False, pre=None, out=
     _forward_loops(np.ascontiguousarray(x), channel_major, _pre(pre, C, x.dtype), training,
                    *args, *out)
     return out
+
+
+def train_forward(x, gamma, beta, eps, channel_major=False, pre=None):
+    """Training forward with the batch statistics computed on the way: returns y, at and
+    (mu, var, invstd), equal to ``batch_norm_stats`` followed by :func:`forward`."""
+    x = np.ascontiguousarray(x)
+    N, C, H, W = (x.shape[1], x.shape[0]) + x.shape[2:] if channel_major else x.shape
+    dt = x.dtype
+    y = np.empty((N, C, H // 2, W // 2), dtype=dt)
+    at = np.empty(y.shape, dtype=np.uint8)
+    mu, var, invstd = np.empty(C, dt), np.empty(C, dt), np.empty(C, dt)
+    _train_forward_loops(x, _flat(x), channel_major, _pre(pre, C, dt), dt.type(eps),
+                         gamma.astype(dt, copy=False), beta.astype(dt, copy=False), mu, var,
+                         invstd, y, at)
+    return y, at, (mu, var, invstd)
 
 
 def backward(gy, x, y, at, gamma, mu, invstd, channel_major=False, pre=None):

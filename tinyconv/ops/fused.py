@@ -26,7 +26,6 @@ import numpy as np
 
 from tinyconv.autograd import Function
 from tinyconv.kernels import fused
-from tinyconv.kernels.batchnorm import batch_norm_stats
 from tinyconv.ops.conv import (
     backward_from_channel_major,
     chunk_size,
@@ -41,10 +40,9 @@ class BatchNormReLUMaxPool2d(Function):
     def forward(ctx, x, gamma, beta, running_mean, running_var, training, momentum, eps):
         gamma_, beta_ = affine_or_default(x.shape[1], x.dtype, gamma, beta)
         if training:
-            mu, var, invstd = batch_norm_stats(x, eps)
+            y, at, (mu, var, invstd) = fused.train_forward(x, gamma_, beta_, eps)
             update_running_stats(running_mean, running_var, mu, var, x.size // x.shape[1],
                                  momentum)
-            y, at = fused.forward(x, gamma_, beta_, True, (mu, invstd))
             ctx.save_for_backward(x, y, at, gamma_, mu, invstd)
             return y
         if ctx.recording:  # nn.Sequential never fuses evaluation when a backward will follow
@@ -121,9 +119,8 @@ class Conv2dBatchNormReLUMaxPool2d(Function):
                 Y, gamma_, beta_, False, (scale, shift), True, bias, out))[2]
         Y, cols = gemm_channel_major(x, W, *conv_args)
         bias = b if b is not None else np.zeros(W.shape[0], dtype=x.dtype)
-        mu, var, invstd = batch_norm_stats(Y, eps, channel_major=True, pre=bias)
+        y, at, (mu, var, invstd) = fused.train_forward(Y, gamma_, beta_, eps, True, bias)
         update_running_stats(running_mean, running_var, mu, var, Y[0].size, momentum)
-        y, at = fused.forward(Y, gamma_, beta_, True, (mu, invstd), True, bias)
         if ctx.recording:
             _save_conv(ctx, x, W, conv_args, cols, Y, bias, y, at, gamma_, mu, invstd)
         return y
