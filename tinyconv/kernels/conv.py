@@ -148,6 +148,7 @@ def _col2im_loops(cols, x, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW):
     for task in prange(N * C):
         n, c = task // C, task % C
         plane = x[n, c]
+        plane[:] = 0  # here, not before: in parallel, and in the cache for what follows
         for i in range(kh):
             oh_lo, oh_hi = _valid_range_jit(H, OH, i, sh, ph, dh)
             for j in range(kw):
@@ -225,8 +226,14 @@ def _col2im_same_loops(cols, x, kh, kw, ph, pw):
     for task in prange(N * C):  # planes are disjoint: threads never write the same pixel
         n, c = task // C, task % C
         plane = planes[task]
+        # the centre tap (shift 0) covers every pixel once: it sets the plane, the rest add to it
+        centre = cols[(c * kh + ph) * kw + pw, n * HW:(n + 1) * HW]
+        for q in range(HW):
+            plane[q] = centre[q]
         for i in range(kh):
             for j in range(kw):
+                if i == ph and j == pw:
+                    continue
                 seg = cols[(c * kh + i) * kw + j, n * HW:(n + 1) * HW]
                 shift = (i - ph) * W + (j - pw)
                 lo = min(HW, max(0, -shift))
@@ -321,7 +328,7 @@ def col2im(cols, x_shape, kh, kw, stride=(1, 1), padding=(0, 0), dilation=(1, 1)
     N, C, H, W = x_shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     OH, OW = out_size or (conv_out_size(H, kh, sh, ph, dh), conv_out_size(W, kw, sw, pw, dw))
-    x = np.zeros(x_shape, dtype=cols.dtype)
+    x = np.empty(x_shape, dtype=cols.dtype)  # the loops set every pixel
     cols = np.ascontiguousarray(cols)
     if _is_same_conv(H, W, kh, kw, stride, padding, dilation, OH, OW):
         _col2im_same_loops(cols, x, kh, kw, ph, pw)
