@@ -92,6 +92,8 @@ def machine_line(info):
         line += f"; OPENBLAS_CORETYPE={info['openblas_coretype']}"
     if info.get("openblas_thread_timeout"):
         line += f"; OPENBLAS_THREAD_TIMEOUT={info['openblas_thread_timeout']}"
+    if info.get("processes"):
+        line += f"; frameworks: {info['processes']} process"
     return line
 
 
@@ -136,15 +138,9 @@ def time_rounds(fns, rounds, repeat, settle=False):
     """Median seconds per call of each function, rounds alternating between them.
 
     Each function is called twice first (numba compilation, allocator warm-up). Then, ``rounds``
-    times, each function in turn runs ``repeat`` calls in a row; one round's time divided by
-    ``repeat`` is one sample, and the median of the samples is returned: {key: seconds}.
-
-    ``settle=True`` makes untimed calls at the start of every round, for at least
-    ``SETTLE_S`` seconds. Switching frameworks has a price that neither pays in a real program:
-    the thread pools of the side that just ran keep spinning for a while and take the cores
-    from the other side's threads (torch's OpenMP threads spin for several milliseconds after
-    each parallel region; OpenBLAS's, unless told otherwise, for longer). That swamps a kernel
-    of 0.3 ms timed a few calls at a time; the untimed calls absorb it.
+    times, each function in turn runs ``repeat`` calls in a row (see ``timed_round``); one
+    round's time divided by ``repeat`` is one sample, and the median of the samples is
+    returned: {key: seconds}.
     """
     for fn in fns.values():
         fn()
@@ -152,16 +148,29 @@ def time_rounds(fns, rounds, repeat, settle=False):
     samples = {k: [] for k in fns}
     for _ in range(rounds):
         for key, fn in fns.items():
-            if settle:
-                until = time.perf_counter() + SETTLE_S
-                fn()
-                while time.perf_counter() < until:
-                    fn()
-            start = time.perf_counter()
-            for _ in range(repeat):
-                fn()
-            samples[key].append((time.perf_counter() - start) / repeat)
+            samples[key].append(timed_round(fn, repeat, settle))
     return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def timed_round(fn, repeat, settle=False):
+    """Seconds per call of ``fn`` over ``repeat`` calls in a row.
+
+    ``settle=True`` makes untimed calls first, for at least ``SETTLE_S`` seconds. Switching
+    frameworks has a price that neither pays in a real program: the thread pools of the side
+    that just ran keep spinning for a while and take the cores from the other side's threads
+    (torch's OpenMP threads spin for several milliseconds after each parallel region;
+    OpenBLAS's, unless told otherwise, for longer). That swamps a kernel of 0.3 ms timed a few
+    calls at a time; the untimed calls absorb it.
+    """
+    if settle:
+        until = time.perf_counter() + SETTLE_S
+        fn()
+        while time.perf_counter() < until:
+            fn()
+    start = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - start) / repeat
 
 
 def command_line(script, argv):

@@ -2,29 +2,43 @@
 
     python benchmarks/throughput.py                       # all networks, 2 threads
     python benchmarks/throughput.py --models fashioncnn --rounds 7 --threads 2
+    python benchmarks/throughput.py --same-process        # both frameworks in this process
 
-Both frameworks run in this one process on the same random batch, starting from the same
-weights, in alternating rounds (tinyconv, torch, tinyconv, ...), so that whatever else the
-machine does hits both alike; the report gives the median of the rounds and the ratio
-tinyconv / torch (above 1: tinyconv is faster). Threads are set equal on both sides: numba's
-thread count, the BLAS pool (threadpoolctl) and ``torch.set_num_threads``. Training is one
-forward, backward and Adam step at batch 64; evaluation is a no-grad forward at batch 1000.
-Writes JSON and a Markdown table (``--out``, default benchmarks/results/).
+Each framework runs in a process of its own (this script in a hidden ``--worker`` mode that
+imports only that framework), on the same random batch and from the same initial weights, and
+the script alternates rounds between the two (tinyconv, torch, tinyconv, ...; one runs while
+the other waits), so that whatever else the machine does hits both alike. The report gives the
+median of the rounds and the ratio tinyconv / torch (above 1: tinyconv is faster). Threads are
+set equal on both sides: numba's thread count, the BLAS pool (threadpoolctl) and
+``torch.set_num_threads``. Training is one forward, backward and Adam step at batch 64;
+evaluation is a no-grad forward at batch 1000. Writes JSON and a Markdown table (``--out``,
+default benchmarks/results/).
+
+Why two processes: the frameworks share process-wide thread runtimes. A process has one GNU
+OpenMP runtime (libgomp), and whoever loads it first fixes its wait policy for both: torch's
+CPU ops are fastest with its threads spinning between parallel regions, tinyconv's kernels with
+them asleep (tinyconv/_threads.py), so in one process one of the two runs in a setting it would
+not have chosen. ``--same-process`` measures the earlier way, both in this process: torch is
+imported first and keeps its setting, and tinyconv falls back to numba's workqueue threads.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
+import subprocess
 import sys
+import tempfile
 import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 warnings.filterwarnings("ignore", message=".*dropout2d.*")
 
-import _common  # noqa: E402,F401  (first: sets OpenBLAS's thread timeout before numpy loads it)
-import numpy as np  # noqa: E402
-import torch  # noqa: E402  (imported before tinyconv: neither changes the other's threads)
+# Only the standard library and _common up to here: a worker imports its framework itself.
+# (_common first: it sets OpenBLAS's thread timeout before numpy loads it.)
 from _common import (  # noqa: E402
     DEFAULT_OUT,
     LOG_PROB_MODELS,
@@ -32,70 +46,169 @@ from _common import (  # noqa: E402
     machine_info,
     machine_line,
     same_threads,
+    thread_env,
     time_rounds,
+    timed_round,
     write_report,
 )
 
-import tinyconv  # noqa: E402
-from parity import models as torch_models  # noqa: E402
-from tinyconv import models as tiny_models  # noqa: E402
+SEED_NETWORKS = ("fashioncnn", "deepfashioncnn", "convmodule", "fc2layer", "cnn")
+FRAMEWORKS = ("tinyconv", "torch")
+MARKER = "THROUGHPUT-REPLY "
+TRAIN_BATCH, EVAL_BATCH = 64, 1000
 
 
-def make_pair(name, seed=0):
-    tinyconv.manual_seed(seed)
-    tiny = tiny_models.SEED_NETWORKS[name][0]()
-    twin = torch_models.SEED_NETWORKS[name][0]()
-    twin.load_state_dict({k: torch.from_numpy(v.numpy().copy())
-                          for k, v in tiny.state_dict().items()})
-    return tiny, twin
+def batches(shape, train_batch=TRAIN_BATCH, eval_batch=EVAL_BATCH):
+    """The same random training batch (x, y) and evaluation batch on both sides (NumPy)."""
+    import numpy as np
 
-
-def bench_model(name, rounds, train_batch=64, eval_batch=1000):
-    tiny, twin = make_pair(name)
-    shape = tiny_models.SEED_NETWORKS[name][1]
     rng = np.random.default_rng(0)
     x = rng.standard_normal((train_batch,) + shape).astype(np.float32)
     y = rng.integers(0, 10, train_batch)
     xe = rng.standard_normal((eval_batch,) + shape).astype(np.float32)
-    log_probs = name in LOG_PROB_MODELS  # these end in log_softmax: use nll_loss
-    t_loss = tinyconv.nn.NLLLoss() if log_probs else tinyconv.nn.CrossEntropyLoss()
-    p_loss = torch.nn.NLLLoss() if log_probs else torch.nn.CrossEntropyLoss()
-    t_opt = tinyconv.optim.Adam(tiny.parameters(), lr=1e-3)
-    p_opt = torch.optim.Adam(twin.parameters(), lr=1e-3)
-    tx, ty, txe = tinyconv.from_numpy(x), tinyconv.from_numpy(y), tinyconv.from_numpy(xe)
-    px, py, pxe = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(xe)
+    return x, y, xe
 
-    def tiny_train():
-        t_opt.zero_grad()
-        t_loss(tiny(tx), ty).backward()
-        t_opt.step()
 
-    def torch_train():
-        p_opt.zero_grad()
-        p_loss(twin(px), py).backward()
-        p_opt.step()
+def steps(fw, model, name, x, y, xe):
+    """(train, evaluate): one Adam training step and one no-grad forward, written once for both
+    frameworks (tinyconv copies torch's API)."""
+    loss_fn = fw.nn.NLLLoss() if name in LOG_PROB_MODELS else fw.nn.CrossEntropyLoss()
+    opt = fw.optim.Adam(model.parameters(), lr=1e-3)
+    tx, ty, txe = fw.from_numpy(x), fw.from_numpy(y), fw.from_numpy(xe)
 
-    def tiny_eval():
-        with tinyconv.no_grad():
-            tiny(txe)
+    def train():
+        model.train()
+        opt.zero_grad()
+        loss_fn(model(tx), ty).backward()
+        opt.step()
 
-    def torch_eval():
-        with torch.no_grad():
-            twin(pxe)
+    def evaluate():
+        model.eval()
+        with fw.no_grad():
+            model(txe)
+    return train, evaluate
 
-    tiny.train()
-    twin.train()
-    train = time_rounds({"tinyconv": tiny_train, "torch": torch_train}, rounds, repeat=5,
-                        settle=True)
-    tiny.eval()
-    twin.eval()
-    evals = time_rounds({"tinyconv": tiny_eval, "torch": torch_eval}, rounds, repeat=1,
-                        settle=True)
+
+# ---- one process per framework ---------------------------------------------------------------
+
+
+def worker(framework, threads):
+    """The hidden ``--worker`` mode: answer the parent's commands, one JSON line each, on stdin."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    if framework == "tinyconv":
+        import numba
+
+        import tinyconv as fw
+        from tinyconv import models
+        from tinyconv import _threads
+        numba.set_num_threads(threads)
+        layer = _threads.DESCRIPTION
+    else:
+        import torch as fw
+
+        from parity import models
+        fw.set_num_threads(threads)
+        layer = None
+    fns = {}
+    with threadpool_limits(threads, user_api="blas"):
+        for line in sys.stdin:
+            cmd = json.loads(line)
+            if cmd["cmd"] == "setup":  # build the network; tinyconv writes the initial weights
+                name, path = cmd["model"], cmd["weights"]
+                fw.manual_seed(0)
+                model = models.SEED_NETWORKS[name][0]()
+                if framework == "tinyconv":
+                    np.savez(path, **{k: v.numpy() for k, v in model.state_dict().items()})
+                else:
+                    with np.load(path) as saved:
+                        model.load_state_dict({k: fw.from_numpy(saved[k]) for k in saved.files})
+                train, evaluate = steps(fw, model, name, *batches(models.SEED_NETWORKS[name][1]))
+                fns = {"train": train, "eval": evaluate}
+                for fn in fns.values():  # warm-up (numba compilation, allocator)
+                    fn()
+                    fn()
+                reply = {"layer": layer}
+            elif cmd["cmd"] == "round":
+                reply = {"seconds": timed_round(fns[cmd["kind"]], cmd["repeat"], settle=True)}
+            else:
+                return
+            print(MARKER + json.dumps(reply), flush=True)
+
+
+class Worker:
+    """A ``--worker`` child process and its command pipe."""
+
+    def __init__(self, framework, threads):
+        env = thread_env(threads)
+        env["PYTHONWARNINGS"] = "ignore"
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--worker", framework,
+             "--threads", str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            env=env, text=True)
+
+    def ask(self, **cmd):
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        for line in self.proc.stdout:
+            if line.startswith(MARKER):
+                return json.loads(line[len(MARKER):])
+        raise RuntimeError(f"benchmark worker stopped (exit code {self.proc.wait()}); "
+                           f"its error is printed above")
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+            self.proc.stdin.close()
+            self.proc.wait()
+
+
+def bench_model_processes(name, rounds, workers, weights):
+    """Alternating rounds between the two worker processes: {kind: {framework: seconds}}."""
+    layer = workers["tinyconv"].ask(cmd="setup", model=name, weights=weights)["layer"]
+    workers["torch"].ask(cmd="setup", model=name, weights=weights)
+    med = {}
+    for kind, repeat in (("train", 5), ("eval", 1)):
+        samples = {fw: [] for fw in FRAMEWORKS}
+        for _ in range(rounds):
+            for fw in FRAMEWORKS:
+                samples[fw].append(workers[fw].ask(cmd="round", kind=kind,
+                                                   repeat=repeat)["seconds"])
+        med[kind] = {fw: statistics.median(v) for fw, v in samples.items()}
+    return med, layer
+
+
+# ---- both frameworks in this process (--same-process) ----------------------------------------
+
+
+def bench_model_same_process(name, rounds):
+    """Both frameworks in this process (torch imported first): {kind: {framework: seconds}}."""
+    import numpy as np
+    import torch  # first: it keeps its own OpenMP setting, tinyconv takes numba's workqueue
+
+    import tinyconv
+    from parity import models as torch_models
+    from tinyconv import models as tiny_models
+
+    tinyconv.manual_seed(0)
+    tiny = tiny_models.SEED_NETWORKS[name][0]()
+    twin = torch_models.SEED_NETWORKS[name][0]()
+    twin.load_state_dict({k: torch.from_numpy(np.array(v.numpy()))
+                          for k, v in tiny.state_dict().items()})
+    data = batches(tiny_models.SEED_NETWORKS[name][1])
+    fns = {"tinyconv": steps(tinyconv, tiny, name, *data), "torch": steps(torch, twin, name, *data)}
+    return {kind: time_rounds({fw: fns[fw][i] for fw in FRAMEWORKS}, rounds, repeat=repeat,
+                              settle=True)
+            for i, (kind, repeat) in enumerate((("train", 5), ("eval", 1)))}
+
+
+def row_of(name, med):
     row = {"model": name}
-    for kind, med, batch in (("train", train, train_batch), ("eval", evals, eval_batch)):
-        for fw in ("tinyconv", "torch"):
-            row[f"{kind}_{fw}_img_s"] = batch / med[fw]
-        row[f"{kind}_ratio"] = med["torch"] / med["tinyconv"]
+    for kind, batch in (("train", TRAIN_BATCH), ("eval", EVAL_BATCH)):
+        for fw in FRAMEWORKS:
+            row[f"{kind}_{fw}_img_s"] = batch / med[kind][fw]
+        row[f"{kind}_ratio"] = med[kind]["torch"] / med[kind]["tinyconv"]
     return row
 
 
@@ -115,25 +228,49 @@ def markdown(rows, info, command):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(tiny_models.SEED_NETWORKS),
-                        choices=list(tiny_models.SEED_NETWORKS))
+    parser.add_argument("--models", nargs="+", default=list(SEED_NETWORKS), choices=SEED_NETWORKS)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--same-process", action="store_true",
+                        help="run both frameworks in this process (see the module docstring)")
     parser.add_argument("--out", default=DEFAULT_OUT)
+    parser.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker:
+        return worker(args.worker, args.threads)
 
     info = machine_info(args.threads)
+    info["processes"] = "both in one" if args.same_process else "one per framework"
     rows = []
-    with same_threads(args.threads):
-        for name in args.models:
-            row = bench_model(name, args.rounds)
-            rows.append(row)
-            print(f"{name:>15}: train {row['train_tinyconv_img_s']:7,.0f} vs "
-                  f"{row['train_torch_img_s']:7,.0f} img/s (ratio {row['train_ratio']:.2f}) | "
-                  f"eval {row['eval_tinyconv_img_s']:7,.0f} vs {row['eval_torch_img_s']:7,.0f} "
-                  f"img/s (ratio {row['eval_ratio']:.2f})", flush=True)
+    if args.same_process:
+        with same_threads(args.threads):
+            for name in args.models:
+                rows.append(row_of(name, bench_model_same_process(name, args.rounds)))
+                _print(rows[-1])
+        from tinyconv import _threads
+        info["numba_threading_layer"] = _threads.DESCRIPTION
+    else:
+        workers = {fw: Worker(fw, args.threads) for fw in FRAMEWORKS}
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                for name in args.models:
+                    med, layer = bench_model_processes(name, args.rounds, workers,
+                                                       os.path.join(tmp, f"{name}.npz"))
+                    info["numba_threading_layer"] = layer
+                    rows.append(row_of(name, med))
+                    _print(rows[-1])
+        finally:
+            for w in workers.values():
+                w.close()
     command = command_line("throughput.py", argv)
     write_report(args.out, "throughput", info, command, rows, markdown(rows, info, command))
+
+
+def _print(row):
+    print(f"{row['model']:>15}: train {row['train_tinyconv_img_s']:7,.0f} vs "
+          f"{row['train_torch_img_s']:7,.0f} img/s (ratio {row['train_ratio']:.2f}) | "
+          f"eval {row['eval_tinyconv_img_s']:7,.0f} vs {row['eval_torch_img_s']:7,.0f} "
+          f"img/s (ratio {row['eval_ratio']:.2f})", flush=True)
 
 
 if __name__ == "__main__":

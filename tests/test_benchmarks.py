@@ -56,15 +56,17 @@ def assert_positive(row, keys):
             (key, row[key])
 
 
-def test_throughput(tmp_path):
+@pytest.mark.parametrize("mode", [[], ["--same-process"]], ids=["worker processes", "one process"])
+def test_throughput(tmp_path, mode):
     load("throughput").main(["--models", "fc2layer", "--rounds", "1", "--threads", "1",
-                             "--out", str(tmp_path)])
+                             "--out", str(tmp_path)] + mode)
     data, markdown = report(tmp_path, "throughput")
     (row,) = data["rows"]
     assert row["model"] == "fc2layer"
     assert_positive(row, ["train_tinyconv_img_s", "train_torch_img_s", "train_ratio",
                           "eval_tinyconv_img_s", "eval_torch_img_s", "eval_ratio"])
     assert len(table_rows(markdown)) == 1
+    assert data["machine"]["processes"] == ("both in one" if mode else "one per framework")
 
 
 def test_kernels_collects_every_layer_shape():

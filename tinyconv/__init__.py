@@ -19,14 +19,7 @@ import sys as _sys
 if "numpy" not in _sys.modules:
     _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-# NOTE: numba's default (OpenMP) workers keep spinning after each parallel loop and steal the
-# cores from OpenBLAS's threads during the next matrix product: a FashionCNN training step took
-# 111-133 ms instead of 65-75 ms on 2 cores. The workqueue layer does not spin. It must be chosen
-# before the first parallel kernel runs; a user's NUMBA_THREADING_LAYER still wins.
-if "NUMBA_THREADING_LAYER" not in _os.environ:
-    import numba as _numba
-
-    _numba.config.THREADING_LAYER = "workqueue"
+from tinyconv import _threads  # noqa: E402,F401 - picks numba's threading layer (see there)
 
 import numpy as _np
 
