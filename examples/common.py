@@ -26,6 +26,17 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+# With the torch backend, torch's OpenMP runtime must be loaded before tinyconv's: a process has
+# one, and whoever loads it first sets whether its threads sleep (tinyconv's choice) or spin
+# (torch's, which runs its CPU ops faster); see tinyconv/_threads.py. tinyconv only reads the
+# data here, so torch keeps its own setting.
+if any(a in ("--backend=torch",) or (a == "torch" and i > 0 and sys.argv[i - 1] == "--backend")
+       for i, a in enumerate(sys.argv)):
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        pass  # Backend() says what to install
+
 import tinyconv  # noqa: E402
 from tinyconv.data import DataError, DataLoader, Subset  # noqa: E402
 from tinyconv.data import transforms as T  # noqa: E402
