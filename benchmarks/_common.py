@@ -41,11 +41,12 @@ def add_repo_to_path():
         sys.path.insert(0, REPO_ROOT)
 
 
-def machine_info(threads):
+def machine_info(threads, tinyconv_threads=None):
     """CPU, library versions, BLAS (and which kernels it picked), thread count: for the report.
 
     Imports numpy, numba, torch and tinyconv: call it in the parent process, not in a child
-    whose imports are being measured.
+    whose imports are being measured. ``tinyconv_threads``: how the process that ran tinyconv
+    runs its parallel kernels (tinyconv._threads.DESCRIPTION there), if not this process.
     """
     import numba
     import numpy as np
@@ -79,21 +80,22 @@ def machine_info(threads):
     info["openblas_coretype"] = os.environ.get("OPENBLAS_CORETYPE", "")
     info["openblas_thread_timeout"] = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "")
     info["numba"] = numba.__version__
-    info["numba_threading_layer"] = numba.config.THREADING_LAYER
+    from tinyconv import _threads
+    info["numba_threading_layer"] = tinyconv_threads or _threads.DESCRIPTION
     return info
 
 
 def machine_line(info):
     """The one-line machine description printed under each table."""
     line = (f"CPU: {info['cpu']}, {info['threads']} threads; BLAS: {info.get('blas')}; "
-            f"numpy {info['numpy']}, numba {info['numba']} ({info['numba_threading_layer']} "
-            f"layer), torch {info['torch']}")
+            f"numpy {info['numpy']}, numba {info['numba']} ({info['numba_threading_layer']}), "
+            f"torch {info['torch']}")
     if info.get("openblas_coretype"):
         line += f"; OPENBLAS_CORETYPE={info['openblas_coretype']}"
     if info.get("openblas_thread_timeout"):
         line += f"; OPENBLAS_THREAD_TIMEOUT={info['openblas_thread_timeout']}"
     if info.get("processes"):
-        line += f"; frameworks: {info['processes']} process"
+        line += f"; frameworks: {info['processes']}"
     return line
 
 

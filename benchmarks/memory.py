@@ -74,6 +74,15 @@ def ru_maxrss_mib():
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
+CHILD_THREADS = {}  # framework -> how its child ran tinyconv's kernels (for the report)
+
+
+def _tinyconv_threads():
+    """How this process runs tinyconv's parallel kernels (None when it has not loaded it)."""
+    module = sys.modules.get("tinyconv._threads")
+    return module.DESCRIPTION if module else None
+
+
 def child(framework, name, steps, batch):
     """Runs in the child process: train, measure, print one MARKER line of JSON."""
     start = time.perf_counter()
@@ -85,7 +94,8 @@ def child(framework, name, steps, batch):
     result = {"framework": framework, "model": name, "steps": steps, "batch": batch,
               "baseline_mib": baseline, "peak_mib": peak_rss_mib(),
               "ru_maxrss_mib": ru_maxrss_mib(),
-              "torch_imported": "torch" in sys.modules, "final_loss": float(loss.item()),
+              "torch_imported": "torch" in sys.modules, "threads": _tinyconv_threads(),
+              "final_loss": float(loss.item()),
               "seconds": time.perf_counter() - start}
     print(MARKER + json.dumps(result), flush=True)
 
@@ -94,6 +104,8 @@ def measure(framework, name, steps, batch, threads):
     script = os.path.abspath(__file__)
     args = [script, "--child", framework, name, "--steps", str(steps), "--batch", str(batch)]
     _, result = run_child(args, thread_env(threads), MARKER)
+    if result.get("threads"):
+        CHILD_THREADS[result["framework"]] = result["threads"]
     if framework == "tinyconv" and result["torch_imported"]:
         print(f"warning: the tinyconv child for {name} imported torch: its memory includes "
               f"torch's", file=sys.stderr)
@@ -158,7 +170,8 @@ def main(argv=None):
               f"MiB (ratio {row['peak_ratio']:.2f}) | training {row['training_tinyconv_mib']:6.0f}"
               f" vs {row['training_torch_mib']:6.0f} MiB (ratio {row['training_ratio']:.2f})",
               flush=True)
-    info = machine_info(args.threads)  # imports torch: only after the children have run
+    # imports torch: only after the children have run
+    info = machine_info(args.threads, CHILD_THREADS.get("tinyconv"))
     command = command_line("memory.py", argv)
     write_report(args.out, "memory", info, command, rows, markdown(rows, info, command),
                  target_peak_ratio=TARGET_PEAK_RATIO)

@@ -60,6 +60,15 @@ TARGET_WARM_S = 3.0
 DEFAULT_CACHE = "default"  # --cache-dir value that keeps numba's own cache location
 
 
+CHILD_THREADS = {}  # framework -> how its child ran tinyconv's kernels (for the report)
+
+
+def _tinyconv_threads():
+    """How this process runs tinyconv's parallel kernels (None when it has not loaded it)."""
+    module = sys.modules.get("tinyconv._threads")
+    return module.DESCRIPTION if module else None
+
+
 def child(framework, name, batch):
     """Runs in the child process: import, build, one training step, then the marker line."""
     start = time.perf_counter()
@@ -72,7 +81,7 @@ def child(framework, name, batch):
     result = {"framework": framework, "model": name, "batch": batch,
               "import_s": imported - start, "build_s": built - imported,
               "first_step_s": done - built, "since_top_s": done - _T_TOP,
-              "torch_imported": "torch" in sys.modules}
+              "torch_imported": "torch" in sys.modules, "threads": _tinyconv_threads()}
     print(MARKER + json.dumps(result), flush=True)
 
 
@@ -92,6 +101,8 @@ def measure(framework, name, batch, threads, cache_dir):
         env["NUMBA_CACHE_DIR"] = cache_dir
     args = [os.path.abspath(__file__), "--child", framework, name, "--batch", str(batch)]
     wall, result = run_child(args, env, MARKER)
+    if result.get("threads"):
+        CHILD_THREADS[result["framework"]] = result["threads"]
     if framework == "tinyconv" and result["torch_imported"]:
         print(f"warning: the tinyconv child for {name} imported torch: its start-up includes "
               f"torch's", file=sys.stderr)
@@ -193,7 +204,7 @@ def main(argv=None):
         model_rows, summary = bench_model(name, args.batch, args.threads, args.cache_dir)
         rows += model_rows
         summaries.append(summary)
-    info = machine_info(args.threads)
+    info = machine_info(args.threads, CHILD_THREADS.get("tinyconv"))
     command = command_line("startup.py", argv)
     write_report(args.out, "startup", info, command, rows,
                  markdown(rows, summaries, info, command), summaries=summaries)

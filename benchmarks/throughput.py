@@ -101,8 +101,7 @@ def worker(framework, threads):
         import numba
 
         import tinyconv as fw
-        from tinyconv import models
-        from tinyconv import _threads
+        from tinyconv import _threads, models
         numba.set_num_threads(threads)
         layer = _threads.DESCRIPTION
     else:
@@ -240,15 +239,13 @@ def main(argv=None):
         return worker(args.worker, args.threads)
 
     info = machine_info(args.threads)
-    info["processes"] = "both in one" if args.same_process else "one per framework"
+    info["processes"] = "both in one process" if args.same_process else "one process each"
     rows = []
     if args.same_process:
         with same_threads(args.threads):
             for name in args.models:
                 rows.append(row_of(name, bench_model_same_process(name, args.rounds)))
                 _print(rows[-1])
-        from tinyconv import _threads
-        info["numba_threading_layer"] = _threads.DESCRIPTION
     else:
         workers = {fw: Worker(fw, args.threads) for fw in FRAMEWORKS}
         try:

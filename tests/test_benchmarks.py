@@ -66,7 +66,7 @@ def test_throughput(tmp_path, mode):
     assert_positive(row, ["train_tinyconv_img_s", "train_torch_img_s", "train_ratio",
                           "eval_tinyconv_img_s", "eval_torch_img_s", "eval_ratio"])
     assert len(table_rows(markdown)) == 1
-    assert data["machine"]["processes"] == ("both in one" if mode else "one per framework")
+    assert data["machine"]["processes"] == ("both in one process" if mode else "one process each")
 
 
 def test_kernels_collects_every_layer_shape():

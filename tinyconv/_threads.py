@@ -64,5 +64,6 @@ def _choose() -> str:
 
 LAYER = _choose()
 #: for reports: the layer, and whether tinyconv set OpenMP's threads to sleep
-DESCRIPTION = "omp, passive" if LAYER == "omp" and "NUMBA_THREADING_LAYER" not in os.environ \
-    else LAYER
+DESCRIPTION = (f"{LAYER} layer, threads sleep between loops"
+               if LAYER == "omp" and "NUMBA_THREADING_LAYER" not in os.environ
+               else f"{LAYER} layer")
