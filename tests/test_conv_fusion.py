@@ -101,6 +101,10 @@ def test_channel_major_kernels_equal_batch_major(n, c, oh, ow, dtype, ties, data
 PATTERNS = {
     "conv-bn-relu-pool": (lambda: [nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(),
                                    nn.MaxPool2d(2, 2)], "Conv2dBatchNormReLUMaxPool2dBackward"),
+    "conv-bn-relu-pool, no bias": (lambda: [nn.Conv2d(2, 3, 3, padding="same", bias=False),
+                                            nn.BatchNorm2d(3, affine=False), nn.ReLU(),
+                                            nn.MaxPool2d(2)],
+                                   "Conv2dBatchNormReLUMaxPool2dBackward"),
     "conv-pool-relu": (lambda: [nn.Conv2d(2, 3, 3, padding=1), nn.MaxPool2d(2, 2), nn.ReLU()],
                        "Conv2dMaxPool2dReLUBackward"),
     "conv-relu-pool": (lambda: [nn.Conv2d(2, 3, (3, 2), stride=(1, 2), padding=(1, 0)), nn.ReLU(),
