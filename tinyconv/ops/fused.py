@@ -5,7 +5,8 @@ single ops (kernels in tinyconv/kernels/fused.py), with or without the Conv2d be
 could tell the difference (the rules are in tinyconv/nn/fusion.py): the outputs are
 bit-identical to the modules run one by one, the running statistics move the same way, and the
 gradients are equal (for the batch norm, the same sums in another order). In the autograd graph
-the nodes become one, ``BatchNormReLUMaxPool2dBackward`` or ``MaxPool2dReLUBackward``;
+the nodes become one, ``BatchNormReLUMaxPool2dBackward`` or ``MaxPool2dReLUBackward`` (with the
+convolution: ``Conv2dBatchNormReLUMaxPool2dBackward``, ``Conv2dMaxPool2dReLUBackward``);
 ``tinyconv.nn.set_fusion(False)`` turns fusion off (e.g. to look at the unfused graph).
 
 With the convolution (``Conv2dBatchNormReLUMaxPool2d``, ``Conv2dMaxPool2dReLU``), the kernels
