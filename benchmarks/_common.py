@@ -85,6 +85,13 @@ def machine_info(threads, tinyconv_threads=None):
     return info
 
 
+def tinyconv_threads():
+    """How this process runs tinyconv's parallel kernels (None if it has not imported tinyconv);
+    a child reports it, for ``machine_info(threads, tinyconv_threads=...)`` in the parent."""
+    module = sys.modules.get("tinyconv._threads")
+    return module.DESCRIPTION if module else None
+
+
 def machine_line(info):
     """The one-line machine description printed under each table."""
     line = (f"CPU: {info['cpu']}, {info['threads']} threads; BLAS: {info.get('blas')}; "

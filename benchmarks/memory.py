@@ -41,6 +41,7 @@ from _common import (  # noqa: E402
     markdown_table,
     run_child,
     thread_env,
+    tinyconv_threads,
     write_report,
 )
 
@@ -77,12 +78,6 @@ def ru_maxrss_mib():
 CHILD_THREADS = {}  # framework -> how its child ran tinyconv's kernels (for the report)
 
 
-def _tinyconv_threads():
-    """How this process runs tinyconv's parallel kernels (None when it has not loaded it)."""
-    module = sys.modules.get("tinyconv._threads")
-    return module.DESCRIPTION if module else None
-
-
 def child(framework, name, steps, batch):
     """Runs in the child process: train, measure, print one MARKER line of JSON."""
     start = time.perf_counter()
@@ -94,7 +89,7 @@ def child(framework, name, steps, batch):
     result = {"framework": framework, "model": name, "steps": steps, "batch": batch,
               "baseline_mib": baseline, "peak_mib": peak_rss_mib(),
               "ru_maxrss_mib": ru_maxrss_mib(),
-              "torch_imported": "torch" in sys.modules, "threads": _tinyconv_threads(),
+              "torch_imported": "torch" in sys.modules, "threads": tinyconv_threads(),
               "final_loss": float(loss.item()),
               "seconds": time.perf_counter() - start}
     print(MARKER + json.dumps(result), flush=True)

@@ -52,6 +52,7 @@ from _common import (  # noqa: E402
     markdown_table,
     run_child,
     thread_env,
+    tinyconv_threads,
     write_report,
 )
 
@@ -61,12 +62,6 @@ DEFAULT_CACHE = "default"  # --cache-dir value that keeps numba's own cache loca
 
 
 CHILD_THREADS = {}  # framework -> how its child ran tinyconv's kernels (for the report)
-
-
-def _tinyconv_threads():
-    """How this process runs tinyconv's parallel kernels (None when it has not loaded it)."""
-    module = sys.modules.get("tinyconv._threads")
-    return module.DESCRIPTION if module else None
 
 
 def child(framework, name, batch):
@@ -81,7 +76,7 @@ def child(framework, name, batch):
     result = {"framework": framework, "model": name, "batch": batch,
               "import_s": imported - start, "build_s": built - imported,
               "first_step_s": done - built, "since_top_s": done - _T_TOP,
-              "torch_imported": "torch" in sys.modules, "threads": _tinyconv_threads()}
+              "torch_imported": "torch" in sys.modules, "threads": tinyconv_threads()}
     print(MARKER + json.dumps(result), flush=True)
 
 

@@ -264,3 +264,45 @@ def pool_geometries(draw, max_batch=2, max_channels=3, max_size=9, max_kernel=4,
         dilation_.append(d)
     return dict(x_shape=(N, C, *size), kernel_size=kernel, stride=stride, padding=padding,
                 dilation=tuple(dilation_), ceil_mode=ceil_mode)
+
+
+# ---------------------------------------------------------------------------------------------
+# fused ops (tests/test_fusion.py, tests/test_conv_fusion.py)
+
+
+def draw_array(data, shape, dtype, ties=False):
+    """A normal sample of ``shape`` from a seed hypothesis draws; with ``ties``, few distinct
+    values (equal maxima, exact zeros after a ReLU)."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    x = rng.standard_normal(shape)
+    if ties:
+        x = np.round(x * 2) / 2
+    return x.astype(dtype)
+
+
+def run_fused(model, x, fuse, train=True):
+    """(output, input gradient, parameter gradients, state, output node name) of ``model`` on
+    ``x`` with nn.Sequential's fusion on or off."""
+    tinyconv.nn.set_fusion(fuse)
+    model.train(train)
+    x = x.detach().requires_grad_()
+    out = model(x)
+    (out * tinyconv.arange(out.numel()).reshape(out.shape).to(out.dtype)).sum().backward()
+    grads = {k: p.grad.numpy().copy() for k, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = None
+    state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
+    return out.detach().numpy(), x.grad.numpy(), grads, state, out.grad_fn.name()
+
+
+def eval_fused_and_not(fused, unfused, x):
+    """Both models in evaluation mode under no_grad, the first fused, the second not."""
+    fused.eval()
+    unfused.eval()
+    with tinyconv.no_grad():
+        tinyconv.nn.set_fusion(True)
+        out_f = fused(x)
+        tinyconv.nn.set_fusion(False)
+        out_u = unfused(x)
+    tinyconv.nn.set_fusion(True)
+    return out_f.numpy(), out_u.numpy()

@@ -7,7 +7,7 @@ equal up to the order of the sums), and the rules for when nn.Sequential fuses.
 
 import numpy as np
 import pytest
-from helpers import F32, F64, check_op, grad_check
+from helpers import F32, F64, check_op, draw_array, eval_fused_and_not, grad_check, run_fused
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,22 +28,14 @@ def fusion_on():
     nn.set_fusion(True)
 
 
-def draw_input(data, shape, dtype, ties):
-    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
-    x = rng.standard_normal(shape)
-    if ties:  # few distinct values: equal maxima and exact zeros after the ReLU
-        x = np.round(x * 2) / 2
-    return x.astype(dtype)
-
-
 @HYP
 @given(n=st.integers(1, 3), c=st.integers(1, 3), oh=st.integers(1, 4), ow=st.integers(1, 4),
        dtype=st.sampled_from(DTYPES), ties=st.booleans(), data=st.data())
 def test_fused_kernels_equal_reference(n, c, oh, ow, dtype, ties, data):
-    x = draw_input(data, (n, c, 2 * oh, 2 * ow), dtype, ties)
-    gamma = draw_input(data, (c,), dtype, False)
-    beta = draw_input(data, (c,), dtype, False)
-    gy = draw_input(data, (n, c, oh, ow), dtype, False)
+    x = draw_array(data, (n, c, 2 * oh, 2 * ow), dtype, ties)
+    gamma = draw_array(data, (c,), dtype, False)
+    beta = draw_array(data, (c,), dtype, False)
+    gy = draw_array(data, (n, c, oh, ow), dtype, False)
     y_ref, at_ref, (mu, var, invstd) = fused.forward_reference(x, gamma, beta, 1e-5)
     # NOTE: the statistics come from the fast kernel on both sides: the reference's NumPy sums
     # round differently, and a different mean can change which pixel wins a near-tie.
@@ -63,20 +55,6 @@ def layer(c=3, pool=None):
     return nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(), pool or nn.MaxPool2d(2, 2))
 
 
-def run(model, x, fuse, train=True):
-    """(output, input gradient, parameter gradients, state) with fusion on or off."""
-    nn.set_fusion(fuse)
-    model.train(train)
-    x = x.detach().requires_grad_()
-    out = model(x)
-    (out * tinyconv.arange(out.numel()).reshape(out.shape).to(out.dtype)).sum().backward()
-    grads = {k: p.grad.numpy().copy() for k, p in model.named_parameters()}
-    for p in model.parameters():
-        p.grad = None
-    state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
-    return out.detach().numpy(), x.grad.numpy(), grads, state, out.grad_fn.name()
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("ties", [False, True])
 def test_fused_equals_unfused(dtype, ties):
@@ -90,8 +68,8 @@ def test_fused_equals_unfused(dtype, ties):
         p.data = tinyconv.from_numpy(rng.uniform(0.5, 1.5, p.shape).astype(dtype))
     b.load_state_dict(a.state_dict())
     for _ in range(2):  # the second step sees the running statistics moved by the first
-        out_f, gx_f, g_f, state_f, node_f = run(a, x, True)
-        out_u, gx_u, g_u, state_u, node_u = run(b, x, False)
+        out_f, gx_f, g_f, state_f, node_f = run_fused(a, x, True)
+        out_u, gx_u, g_u, state_u, node_u = run_fused(b, x, False)
         assert node_f == "BatchNormReLUMaxPool2dBackward" and node_u == "MaxPool2dBackward"
         np.testing.assert_array_equal(out_f, out_u)
         for k in state_f:
@@ -101,14 +79,7 @@ def test_fused_equals_unfused(dtype, ties):
         for k in g_f:
             np.testing.assert_allclose(g_f[k], g_u[k], rtol=rtol, atol=rtol, err_msg=k)
     # evaluation under no_grad: fused, same output
-    a.eval()
-    b.eval()
-    with tinyconv.no_grad():
-        nn.set_fusion(True)
-        out_f = a(x)
-        nn.set_fusion(False)
-        out_u = b(x)
-    np.testing.assert_array_equal(out_f.numpy(), out_u.numpy())
+    np.testing.assert_array_equal(*eval_fused_and_not(a, b, x))
 
 
 def test_evaluation_with_a_backward_keeps_batch_norm_apart():
@@ -171,10 +142,10 @@ def test_summary_still_sees_each_layer():
 @given(n=st.integers(1, 3), c=st.integers(1, 3), oh=st.integers(1, 4), ow=st.integers(1, 4),
        dtype=st.sampled_from(DTYPES), ties=st.booleans(), nan=st.booleans(), data=st.data())
 def test_pool_relu_kernels_equal_reference(n, c, oh, ow, dtype, ties, nan, data):
-    x = draw_input(data, (n, c, 2 * oh, 2 * ow), dtype, ties)
+    x = draw_array(data, (n, c, 2 * oh, 2 * ow), dtype, ties)
     if nan:
         x[(slice(None), slice(None), 0, 0)] = np.nan
-    gy = draw_input(data, (n, c, oh, ow), dtype, False)
+    gy = draw_array(data, (n, c, oh, ow), dtype, False)
     y, at = fused.pool_relu_forward(x)
     y_ref, at_ref = fused.pool_relu_forward_reference(x)
     np.testing.assert_array_equal(y, y_ref)
@@ -193,8 +164,8 @@ def test_pool_relu_fused_equals_unfused(order, dtype):
     x = tinyconv.from_numpy(x.astype(dtype))
     mods = [nn.ReLU(), nn.MaxPool2d(2)]
     model = nn.Sequential(*(mods if order == "relu first" else mods[::-1]))
-    out_f, gx_f, _, _, node_f = run(model, x, True)
-    out_u, gx_u, _, _, node_u = run(model, x, False)
+    out_f, gx_f, _, _, node_f = run_fused(model, x, True)
+    out_u, gx_u, _, _, node_u = run_fused(model, x, False)
     assert node_f == "MaxPool2dReLUBackward"
     assert node_u == ("MaxPool2dBackward" if order == "relu first" else "ReLUBackward")
     np.testing.assert_array_equal(out_f, out_u)

@@ -37,21 +37,22 @@ class Sequential(Module):
                 input, i = modules[i](input), i + 1  # noqa: A001
         return input
 
-    def __getitem__(self, idx):
-        if isinstance(idx, slice):
-            return Sequential(OrderedDict(list(self._modules.items())[idx]))
+    def _key(self, idx):
+        """The name of the child at position ``idx`` (negative counts from the end)."""
         keys = list(self._modules)
         if not -len(keys) <= idx < len(keys):
             raise IndexError(f"index {idx} is out of range for a Sequential of {len(keys)}")
-        return self._modules[keys[idx]]
+        return keys[idx]
+
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):
+            return Sequential(OrderedDict(list(self._modules.items())[idx]))
+        return self._modules[self._key(idx)]
 
     def __setitem__(self, idx, module):
         if not isinstance(module, Module):
             raise TypeError(f"Sequential: can only hold Modules, got a {type(module).__name__}")
-        keys = list(self._modules)
-        if not -len(keys) <= idx < len(keys):
-            raise IndexError(f"index {idx} is out of range for a Sequential of {len(keys)}")
-        self.add_module(keys[idx], module)
+        self.add_module(self._key(idx), module)
 
     def __len__(self):
         return len(self._modules)
