@@ -60,3 +60,23 @@ def test_the_users_settings_win(env):
     got = choice(**env)
     assert got["layer"] == got["numba"] == "workqueue"
     assert got["omp_wait_policy"] == env.get("OMP_WAIT_POLICY")
+
+
+FORK = ("import multiprocessing as mp, json, tinyconv\n"
+        "x = tinyconv.randn(4, 3, 8, 8)\n"
+        "pool = tinyconv.nn.MaxPool2d(2)\n"
+        "pool(x)\n"  # a parallel kernel in the parent
+        "def child(q):\n"
+        "    q.put(float(pool(x).sum().item()))\n"
+        "if __name__ == '__main__':\n"
+        "    ctx = mp.get_context('fork'); q = ctx.Queue()\n"
+        "    p = ctx.Process(target=child, args=(q,)); p.start(); p.join(120)\n"
+        "    same = q.get() == float(pool(x).sum().item()) if p.exitcode == 0 else None\n"
+        "    print(json.dumps({'exitcode': p.exitcode, 'same': same}))\n")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork")
+def test_the_documented_way_out_of_fork_trouble_works():
+    # GNU OpenMP does not survive fork (README, "Threads"); the workqueue layer does
+    got = choice(code=FORK, TINYCONV_THREADS="workqueue")
+    assert got == {"exitcode": 0, "same": True}

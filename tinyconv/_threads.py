@@ -21,8 +21,9 @@ Otherwise it takes the workqueue layer (unless ``NUMBA_THREADING_LAYER`` says ot
 
 Side effects, for the whole process: a PyTorch imported after tinyconv shares that libgomp and
 its threads then sleep too (its CPU ops ran 5-10% slower so); and GNU OpenMP does not survive
-``fork``: a child process forked after tinyconv has run a kernel must not run parallel kernels
-(numba stops it with an error; use the "spawn" start method). ``TINYCONV_THREADS=workqueue``
+``fork``: a child process forked after tinyconv has run a kernel is killed when it runs one
+itself ("Terminating: fork() called from a process already using GNU OpenMP, this is unsafe.",
+numba's message); use multiprocessing's "spawn" start method. ``TINYCONV_THREADS=workqueue``
 keeps tinyconv off OpenMP altogether.
 """
 
