@@ -6,11 +6,22 @@ every run, so that a red build always reproduces. Locally it explores new exampl
 
 import os
 
+import pytest
 from hypothesis import settings
 
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+@pytest.fixture(autouse=True)
+def _fusion_restored():
+    """Every test starts with nn.Sequential's fusion on and leaves it on, whatever it set."""
+    from tinyconv import nn
+
+    nn.set_fusion(True)
+    yield
+    nn.set_fusion(True)
 
 
 def pytest_terminal_summary(terminalreporter):

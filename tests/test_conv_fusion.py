@@ -24,13 +24,6 @@ HYP = settings(max_examples=30, deadline=None, database=None)
 DTYPES = [np.float32, np.float64]
 
 
-@pytest.fixture(autouse=True)
-def fusion_on():
-    nn.set_fusion(True)
-    yield
-    nn.set_fusion(True)
-
-
 # ---- the kernels: channel-major (C, N, H, W) plus bias == batch-major (N, C, H, W) of Y + b ---
 
 

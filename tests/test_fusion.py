@@ -21,13 +21,6 @@ HYP = settings(max_examples=30, deadline=None, database=None)
 DTYPES = [np.float32, np.float64]
 
 
-@pytest.fixture(autouse=True)
-def fusion_on():
-    nn.set_fusion(True)
-    yield
-    nn.set_fusion(True)
-
-
 @HYP
 @given(n=st.integers(1, 3), c=st.integers(1, 3), oh=st.integers(1, 4), ow=st.integers(1, 4),
        dtype=st.sampled_from(DTYPES), ties=st.booleans(), data=st.data())
