@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyconv.autograd import Function
+from tinyconv.autograd import ArrayFunction
 from tinyconv.kernels.activation import relu_backward, relu_forward
 
 
-class Add(Function):
+class Add(ArrayFunction):
     @staticmethod
     def forward(ctx, a, b):
         return np.add(a, b)
@@ -31,7 +31,7 @@ class Add(Function):
         return gy, gy
 
 
-class Sub(Function):
+class Sub(ArrayFunction):
     @staticmethod
     def forward(ctx, a, b):
         return np.subtract(a, b)
@@ -41,7 +41,7 @@ class Sub(Function):
         return gy, (-gy if ctx.needs_input_grad[1] else None)
 
 
-class Mul(Function):
+class Mul(ArrayFunction):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -55,7 +55,7 @@ class Mul(Function):
         return ga, gb
 
 
-class Div(Function):
+class Div(ArrayFunction):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -69,7 +69,7 @@ class Div(Function):
         return ga, gb
 
 
-class Neg(Function):
+class Neg(ArrayFunction):
     @staticmethod
     def forward(ctx, a):
         return np.negative(a)
@@ -79,7 +79,7 @@ class Neg(Function):
         return -gy
 
 
-class Pow(Function):
+class Pow(ArrayFunction):
     @staticmethod
     def forward(ctx, a, b):
         y = np.power(a, b)
@@ -98,7 +98,7 @@ class Pow(Function):
         return ga, gb
 
 
-class Exp(Function):
+class Exp(ArrayFunction):
     @staticmethod
     def forward(ctx, a):
         y = np.exp(a)
@@ -111,7 +111,7 @@ class Exp(Function):
         return gy * y
 
 
-class Log(Function):
+class Log(ArrayFunction):
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
@@ -123,7 +123,7 @@ class Log(Function):
         return gy / a
 
 
-class Sqrt(Function):
+class Sqrt(ArrayFunction):
     @staticmethod
     def forward(ctx, a):
         y = np.sqrt(a)
@@ -136,7 +136,7 @@ class Sqrt(Function):
         return gy / (2 * y)
 
 
-class Abs(Function):
+class Abs(ArrayFunction):
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
@@ -148,7 +148,7 @@ class Abs(Function):
         return gy * np.sign(a)
 
 
-class Maximum(Function):
+class Maximum(ArrayFunction):
     """Elementwise max(a, b); like torch, a tie sends half the gradient to each input."""
 
     @staticmethod
@@ -165,7 +165,7 @@ class Maximum(Function):
         return ga, gb
 
 
-class ReLU(Function):
+class ReLU(ArrayFunction):
     """y = max(x, 0); gx = gy where not y <= 0 (see tinyconv/kernels/activation.py)."""
 
     @staticmethod
@@ -181,7 +181,7 @@ class ReLU(Function):
         return relu_backward(gy, y)
 
 
-class Sigmoid(Function):
+class Sigmoid(ArrayFunction):
     @staticmethod
     def forward(ctx, a):
         # Split by sign so that exp never overflows.
@@ -196,7 +196,7 @@ class Sigmoid(Function):
         return gy * y * (1 - y)
 
 
-class Tanh(Function):
+class Tanh(ArrayFunction):
     @staticmethod
     def forward(ctx, a):
         y = np.tanh(a)
@@ -209,7 +209,7 @@ class Tanh(Function):
         return gy * (1 - y * y)
 
 
-class Cast(Function):
+class Cast(ArrayFunction):
     """Change of dtype; the gradient is cast back to the input's dtype."""
 
     @staticmethod
@@ -222,7 +222,7 @@ class Cast(Function):
         return gy.astype(ctx.in_dtype)
 
 
-class Where(Function):
+class Where(ArrayFunction):
     """where(cond, a, b): cond is a boolean array (not differentiable)."""
 
     @staticmethod

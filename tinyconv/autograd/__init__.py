@@ -1,9 +1,12 @@
 """Reverse-mode automatic differentiation.
 
-Every differentiable operation is a subclass of :class:`Function` with two static methods
-that work on NumPy arrays only::
+Two base classes describe a differentiable operation. Both have a static ``forward`` and a static
+``backward`` side by side and are called through ``apply``; they differ in what they exchange.
 
-    class Mul(Function):
+:class:`ArrayFunction` (tinyconv's own ops, in ``tinyconv/ops``) works on NumPy arrays only, so
+an op costs no more than its array algebra::
+
+    class Mul(ArrayFunction):
         @staticmethod
         def forward(ctx, a, b):            # a, b: np.ndarray
             ctx.save_for_backward(a, b)
@@ -14,11 +17,19 @@ that work on NumPy arrays only::
             a, b = ctx.saved_tensors
             return gy * b, gy * a          # one gradient per input, None if not needed
 
+:class:`Function` (``tinyconv.autograd.function``) is PyTorch's ``torch.autograd.Function``:
+``forward`` and ``backward`` receive and return Tensors, so a custom op written for PyTorch runs
+here with only its imports changed. It is built on the same engine: ``apply`` records one
+:class:`Node` whichever base the op uses, and the engine calls ``Node.fn._run_backward``, which
+for a ``Function`` wraps the incoming gradients in Tensors, calls the user's ``backward`` and
+checks what it returns (one gradient per input, of the input's shape).
+
 ``Mul.apply(x, y)`` unwraps the Tensors, runs ``forward``, wraps the result in a Tensor and, when
 any input requires a gradient, records a :class:`Node` (the Function class, its context and its
 input Tensors) as the result's ``grad_fn``. ``Tensor.backward()`` walks those nodes in reverse
 topological order and calls each ``backward`` exactly once, summing the gradients that reach a
-tensor along several paths.
+tensor along several paths. ``backward`` runs with recording off: tinyconv has no double
+backward (gradients of gradients), so :func:`gradcheck` exists but ``gradgradcheck`` does not.
 
 Broadcasting is handled here once, not in every op: a gradient returned for an input that was
 broadcast is summed back to the input's shape by :func:`unbroadcast`.
@@ -32,9 +43,10 @@ import threading
 import numpy as np
 
 __all__ = [
-    "Context", "Function", "Node", "no_grad", "enable_grad", "set_grad_enabled",
-    "is_grad_enabled", "set_detect_anomaly", "detect_anomaly", "is_anomaly_enabled",
-    "unbroadcast", "backward",
+    "ArrayFunction", "Context", "Function", "FunctionCtx", "GradcheckError", "Node",
+    "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "set_detect_anomaly",
+    "detect_anomaly", "is_anomaly_enabled", "unbroadcast", "backward", "gradcheck",
+    "once_differentiable",
 ]
 
 
@@ -133,7 +145,8 @@ def _check_finite(arr, fn, where):
 
 
 class Context:
-    """What ``forward`` leaves for ``backward``: saved arrays and any other attributes.
+    """What an :class:`ArrayFunction`'s ``forward`` leaves for ``backward``: saved arrays and
+    any other attributes.
 
     ``recording`` is False when no backward will follow (under ``no_grad``, or no input
     requires a gradient): ``forward`` may then skip saving anything and take a cheaper route.
@@ -149,16 +162,22 @@ class Context:
 
 
 class Node:
-    """One recorded call of a Function: the graph is made of these."""
+    """One recorded call of a Function: the graph is made of these.
 
-    __slots__ = ("fn", "ctx", "inputs", "out_shape", "out_dtype", "__weakref__")
+    ``inputs`` holds, per positional argument of ``apply``, the Tensor (or None for anything
+    else); ``n_outputs`` is 1 except for a custom :class:`Function` that returned a tuple, whose
+    output tensors carry their position as ``tensor._output_nr``.
+    """
 
-    def __init__(self, fn, ctx, inputs, out_shape, out_dtype):
-        self.fn = fn  # the Function subclass
+    __slots__ = ("fn", "ctx", "inputs", "out_shape", "out_dtype", "n_outputs", "__weakref__")
+
+    def __init__(self, fn, ctx, inputs, out_shape, out_dtype, n_outputs=1):
+        self.fn = fn  # the ArrayFunction or Function subclass
         self.ctx = ctx
-        self.inputs = inputs  # tuple of Tensors (or None for non-tensor arguments)
+        self.inputs = inputs
         self.out_shape = out_shape
         self.out_dtype = out_dtype
+        self.n_outputs = n_outputs
 
     def name(self) -> str:
         return self.fn.__name__ + "Backward"
@@ -167,8 +186,9 @@ class Node:
         return f"<{self.name()}>"
 
 
-class Function:
-    """Base class of all differentiable operations (see the module docstring)."""
+class ArrayFunction:
+    """Base class of tinyconv's own differentiable operations: forward and backward exchange
+    NumPy arrays (see the module docstring). Write a custom op with :class:`Function`."""
 
     @staticmethod
     def forward(ctx, *args, **kwargs):
@@ -177,6 +197,11 @@ class Function:
     @staticmethod
     def backward(ctx, gy):
         raise NotImplementedError
+
+    @classmethod
+    def _run_backward(cls, ctx, gy):
+        """What the engine calls: the gradients (arrays or None) of this op's inputs."""
+        return cls.backward(ctx, gy)
 
     @classmethod
     def apply(cls, *args, **kwargs):
@@ -238,6 +263,22 @@ def _topological_order(root_node: Node) -> list[Node]:
     return order
 
 
+def _add_output_grad(grads: dict, t, g: np.ndarray) -> None:
+    """Add ``g``, the gradient of non-leaf ``t``, to what its node has received so far.
+
+    A node with one output keeps one array; a node with several keeps a list, one slot per
+    output, filled through ``t._output_nr``.
+    """
+    node = t.grad_fn
+    key = id(node)
+    if node.n_outputs == 1:
+        grads[key] = grads[key] + g if key in grads else g
+        return
+    slots = grads.setdefault(key, [None] * node.n_outputs)
+    i = t._output_nr
+    slots[i] = g if slots[i] is None else slots[i] + g
+
+
 def backward(tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
     """Accumulate d(tensor)/d(leaf) * grad into ``.grad`` of every leaf that requires grad."""
     from tinyconv.tensor import Tensor
@@ -247,7 +288,8 @@ def backward(tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
         # A leaf: its gradient with respect to itself.
         tensor._accumulate(grad)
         return
-    grads: dict[int, np.ndarray] = {id(root): grad}
+    grads: dict[int, object] = {}
+    _add_output_grad(grads, tensor, grad)
     handed: set[int] = set()  # ids of arrays already given to a leaf as its gradient
     for node in _topological_order(root):
         gy = grads.pop(id(node), None)
@@ -259,7 +301,7 @@ def backward(tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
                 "tensors after they have already been freed). Specify retain_graph=True if you "
                 "need to backward through the graph a second time.")
         with no_grad():
-            in_grads = node.fn.backward(node.ctx, gy)
+            in_grads = node.fn._run_backward(node.ctx, gy)
         if not isinstance(in_grads, tuple):
             in_grads = (in_grads,)
         if _anomaly_mode.enabled:
@@ -267,7 +309,7 @@ def backward(tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
                 _check_finite(g, node.fn, "backward")
         if len(in_grads) < len(node.inputs):
             in_grads = in_grads + (None,) * (len(node.inputs) - len(in_grads))
-        for t, g in zip(node.inputs, in_grads):
+        for t, g in zip(node.inputs, in_grads, strict=False):  # extra Nones are dropped
             if t is None or g is None or not t.requires_grad:
                 continue
             if isinstance(g, Tensor):
@@ -285,7 +327,11 @@ def backward(tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
             else:
                 if t._retains_grad:
                     t._accumulate(g)
-                key = id(t.grad_fn)
-                grads[key] = grads[key] + g if key in grads else g
+                _add_output_grad(grads, t, g)
         if not retain_graph:
             node.ctx = None  # free the saved arrays
+
+
+# The tensor-level API (PyTorch's torch.autograd.Function) and the gradient checker.
+from tinyconv.autograd.function import Function, FunctionCtx, once_differentiable  # noqa: E402
+from tinyconv.autograd.gradcheck import GradcheckError, gradcheck  # noqa: E402
