@@ -143,7 +143,9 @@ def _mismatch_report(name, k, i, out_shape, in_shape, a, n, atol, rtol) -> str:
     diff = np.abs(a - n)
     allowed = atol + rtol * np.abs(n)
     bad = ~(diff <= allowed)  # NaN counts as a mismatch
-    ratio = np.where(np.isnan(diff), np.inf, diff / allowed)
+    with np.errstate(divide="ignore", invalid="ignore"):  # allowed is 0 where atol = n = 0
+        ratio = np.where(diff == 0, 0.0, diff / allowed)
+    ratio = np.where(np.isnan(diff), np.inf, ratio)
     r, c = np.unravel_index(int(np.argmax(ratio)), a.shape)
     lines = [
         f"Jacobian mismatch for output {k} with respect to input {i} in {name}:",
