@@ -7,6 +7,8 @@
 * the public hypothesis strategies draw valid arguments.
 """
 
+import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -389,3 +391,38 @@ def test_arrays_can_draw_nan_and_inf():
     assert np.isnan(find(tst.arrays((3,), nan=True), lambda a: np.isnan(a).any())).any()
     assert np.isinf(find(tst.arrays((3,), inf=True), lambda a: np.isinf(a).any())).any()
     assert noncontiguous(np.ones((2, 3))).flags.c_contiguous is False
+
+
+# ---------------------------------------------------------------------------------------------
+# examples/check_op.py: gradcheck over every built-in op
+
+
+def _load_check_op():
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "examples", "check_op.py")
+    spec = importlib.util.spec_from_file_location("check_op", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_check_op_quick_passes_on_every_builtin_op(capsys):
+    check_op = _load_check_op()
+    assert check_op.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    n = len(check_op.CASES)
+    assert f"{n} of {n} ops pass gradcheck" in out and "FAILED" not in out
+    for name in ("conv2d stride 2 pad 1", "batch_norm (eval)", "dropout(p=0.4), fixed mask"):
+        assert name in out
+
+
+def test_check_op_reports_a_broken_op(capsys, monkeypatch):
+    check_op = _load_check_op()
+    broken = make_weighted_mul(tinyconv, wrong_at=1).apply
+    monkeypatch.setattr(check_op, "CASES", [
+        ("broken mul", lambda a, b: broken(a, b, 1.0), [(3,), (3,)], False),
+        ("exp", lambda a: a.exp(), [(3,)], False)])
+    assert check_op.main(["--quick"]) == 1
+    out = capsys.readouterr().out
+    assert "1 of 2 ops pass gradcheck" in out
+    assert "FAILED" in out and "with respect to input 1" in out
