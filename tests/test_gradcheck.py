@@ -337,6 +337,15 @@ def test_testing_imports_neither_torch_nor_hypothesis():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_strategies_without_hypothesis_say_what_to_install():
+    code = ("import sys; sys.modules['hypothesis'] = None\n"  # as if it were not installed
+            "try:\n    import tinyconv.testing.strategies\n"
+            "except ImportError as err:\n    print(err)")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True).stdout
+    assert "tinyconv.testing.strategies needs hypothesis: pip install hypothesis" in out
+
+
 # ---------------------------------------------------------------------------------------------
 # the public strategies
 

@@ -327,7 +327,11 @@ def backward(tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
             else:
                 if t._retains_grad:
                     t._accumulate(g)
-                _add_output_grad(grads, t, g)
+                key = id(t.grad_fn)
+                if t.grad_fn.n_outputs == 1 and key in grads:  # the common case, inline
+                    grads[key] = grads[key] + g
+                else:
+                    _add_output_grad(grads, t, g)
         if not retain_graph:
             node.ctx = None  # free the saved arrays
 
