@@ -183,6 +183,10 @@ class Function:
             isinstance(o, Tensor) and o._data.dtype.kind in "fc"
             and not _contains(ctx._non_differentiable, r)
             for o, r in zip(outs, raw_outs, strict=True)]
+        for o in outs:  # an input returned as it is: the same memory, the same version
+            for a in args:
+                if isinstance(o, Tensor) and isinstance(a, Tensor) and o._data is a._data:
+                    o._version_counter = a._version_counter
         if record and any(differentiable):
             for i, a in enumerate(args):
                 if _contains(ctx._dirty, a):
@@ -194,12 +198,10 @@ class Function:
             first = next(o for o, d in zip(outs, differentiable, strict=True) if d)
             node = autograd.Node(cls, ctx, tuple(inputs), first._data.shape, first._data.dtype,
                                  n_outputs=len(outs))
+            node.saved_versions = _saved_versions(ctx, args, raw_outs, outs)
             for i, (o, d) in enumerate(zip(outs, differentiable, strict=True)):
                 if d:
-                    o.grad_fn = node
-                    o._requires_grad = True
-                    if len(outs) > 1:
-                        o._output_nr = i
+                    _attach(o, node, i)
         return tuple(outs) if is_tuple else outs[0]
 
     # ----- backward: what the engine calls -----------------------------------------------------
@@ -209,6 +211,8 @@ class Function:
         """The engine's arrays in, the user's ``backward`` on Tensors, checked arrays out."""
         from tinyconv.tensor import Tensor
 
+        if isinstance(ctx, _OutputCtx):
+            return (gy,)  # one output's node passes its gradient on to the Function's node
         gys = [gy] if len(ctx._output_meta) == 1 else list(gy)
         grad_outputs = []
         for g, meta in zip(gys, ctx._output_meta, strict=True):
@@ -219,6 +223,50 @@ class Function:
         if not isinstance(result, tuple):
             result = (result,)
         return _checked_gradients(cls, ctx._input_meta, result)
+
+
+class _OutputCtx:
+    """The context of the one-output node in front of output ``index`` of a Function that
+    returned several tensors."""
+
+    def __init__(self, index):
+        self.index = index
+        self.needs_input_grad = (True,)
+
+
+def _attach(out, node, i):
+    """Make ``out``, output ``i``, a result of ``node``.
+
+    With one output, ``node`` is its ``grad_fn``. With several, the engine's one-gradient-per-
+    node bookkeeping (hooks, retain_grad, version checks) still applies per output: each output
+    gets a node of its own (named like the Function's) whose input is a hidden tensor made by
+    ``node`` at position ``i``; the engine collects the outputs' gradients into a list there.
+    """
+    from tinyconv.tensor import Tensor
+
+    if node.n_outputs == 1:
+        out.grad_fn, out._requires_grad = node, True
+        return
+    hidden = Tensor._wrap(out._data)
+    hidden.grad_fn, hidden._requires_grad, hidden._output_nr = node, True, i
+    out.grad_fn = autograd.Node(node.fn, _OutputCtx(i), (hidden,), out._data.shape,
+                                out._data.dtype)
+    out._requires_grad = True
+
+
+def _saved_versions(ctx, args, raw_outs, outs):
+    """(version counter, its value now, tensor, what) of each saved tensor that is an input or
+    an output: backward refuses to run if an in-place op has changed one since."""
+    from tinyconv.tensor import Tensor
+
+    versions = []
+    for s in ctx._saved:
+        found = [(outs[k], f"output {k}") for k, r in enumerate(raw_outs) if s is r]
+        found += [(a, f"input {i}") for i, a in enumerate(args) if s is a]
+        if found and isinstance(found[0][0], Tensor):
+            t, what = found[0]
+            versions.append((t._version_counter, t._version_counter.value, t, what))
+    return tuple(versions)
 
 
 def _checked_forward(cls, forward):
@@ -244,10 +292,7 @@ def _rebase_dirty(cls, t):
                            f"in an in-place operation (ctx.mark_dirty)")
     old = Tensor._wrap(t._data)
     old.grad_fn, old._requires_grad = t.grad_fn, t.requires_grad
-    if hasattr(t, "_output_nr"):
-        old._output_nr = t._output_nr
-    # NOTE: old shares t's (now modified) array: tinyconv has no version counter, so a backward
-    # that needs t's value from before the in-place change gets the new one.
+    old._version_counter = t._version_counter
     return old
 
 
