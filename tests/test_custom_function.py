@@ -544,3 +544,34 @@ def test_second_backward_without_retain_graph():
     y.backward()
     with pytest.raises(RuntimeError, match="backward through the graph a second time"):
         y.backward()
+
+
+# ---------------------------------------------------------------------------------------------
+# with the engine's version counters and hooks
+
+
+def test_saved_input_changed_in_place_is_caught_as_in_torch():
+    for lib in LIBS:
+        x = _leaf(lib, [1.0, 2.0])
+        h = x * 1
+        y = make_swish(lib).apply(h)  # saves h
+        h.add_(1)
+        with pytest.raises(RuntimeError, match="one of the variables needed for gradient "
+                                               "computation has been modified by an inplace "
+                                               "operation"):
+            y.sum().backward()
+
+
+def test_hooks_and_retain_grad_on_one_of_several_outputs():
+    results = []
+    for lib in LIBS:
+        seen = {}
+        x = _leaf(lib, [-1.0, 0.5, 2.0])
+        double, square, _ = make_split(lib, {}).apply(x)
+        square.retain_grad()
+        double.register_hook(lambda g, seen=seen: seen.setdefault("double", g.clone()) * 10)
+        (double * 3 + square * square).sum().backward()
+        assert double.grad_fn.name() == "SplitBackward"
+        results.append((seen["double"], square.grad, x.grad))
+    for t, r in zip(*results, strict=True):
+        assert_close(t, r, **F64)
