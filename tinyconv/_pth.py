@@ -230,7 +230,7 @@ class CheckpointUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:
             return self.ALLOWED[module, name]
-        if module == "torch" and name.endswith("Storage"):
+        if module in ("torch", "torch.storage") and name.endswith("Storage"):
             return _StorageType(name, STORAGE_DTYPES.get(name))
         if module == "torch" and name in TORCH_DTYPES:
             return _TorchDtype(name, np.dtype(TORCH_DTYPES[name]))
@@ -405,12 +405,18 @@ def load_zip(path, zf):
             raise CheckpointError(f"{path}: record '{info.filename}' has a damaged header")
         return zf.read(info)  # zipfile checks the CRC-32 of every record it reads
 
-    byteorder = read("byteorder") if f"{folder}/byteorder" in infos else b"little"
+    # The small records are all read, so that zipfile checks their CRC-32 too; torch refuses a
+    # file without a version record.
+    small = {name[len(folder) + 1:]: read(name[len(folder) + 1:]) for name in infos
+             if name.startswith(folder + "/") and not name.startswith(f"{folder}/data/")}
+    if not small.get("version", small.get(".data/version", b"")).strip().isdigit():
+        raise CheckpointError(f"{path}: the record '{folder}/version' is missing or damaged")
+    byteorder = small.get("byteorder", b"little")
     if byteorder not in (b"little", b"big"):
         raise CheckpointError(f"{path}: byteorder record is {byteorder!r:.40}, expected "
                               f"b'little' or b'big'")
     storages: dict[str, _Storage] = {}
-    obj = _unpickle(io.BytesIO(read("data.pkl")), storages, path)
+    obj = _unpickle(io.BytesIO(small["data.pkl"]), storages, path)
     for key, storage in storages.items():
         _fill_storage(storage, read(f"data/{key}"), byteorder == b"big",
                       f"{path}: storage '{folder}/data/{key}'")
