@@ -43,7 +43,8 @@ import zlib
 
 import numpy as np
 
-from tinyconv.serialization import CheckpointError
+from tinyconv.nn.modules.module import Parameter
+from tinyconv.serialization import CheckpointError, _as_array
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C  # first pickle of a legacy file
 LEGACY_PROTOCOL_VERSION = 1001
@@ -118,12 +119,13 @@ class _Storage(_Inert):
     this one starts ``base_offset`` elements into it.
     """
 
-    __slots__ = ("key", "dtype", "numel", "data", "base", "base_offset")
+    __slots__ = ("key", "dtype", "numel", "data", "big_endian", "base", "base_offset")
 
     def __init__(self, key, dtype, numel, base=None, base_offset=0):
         self.key, self.dtype, self.numel = key, dtype, numel
         self.base, self.base_offset = base, base_offset
         self.data = None  # 1-d array of numel elements, once read
+        self.big_endian = False  # the file's byte order (its "byteorder" record)
 
 
 class _TensorView(_Inert):
@@ -292,6 +294,7 @@ def _fill_storage(storage, raw, big_endian, where):
                               f"{storage.numel} elements of {storage.dtype.name} ({need} bytes)")
     dtype = storage.dtype.newbyteorder(">") if big_endian else storage.dtype
     storage.data = np.frombuffer(raw, dtype=dtype)
+    storage.big_endian = big_endian
 
 
 def _cut_tensor(view, path):
@@ -299,6 +302,7 @@ def _cut_tensor(view, path):
     from tinyconv.tensor import Tensor
 
     storage = view.storage
+    root = storage.base if storage.base is not None else storage
     if storage.base is not None:  # a legacy view: a slice of the whole storage
         base = storage.base.data
         if base is None or storage.base_offset + storage.numel > len(base):
@@ -312,7 +316,7 @@ def _cut_tensor(view, path):
                               f"data is not in the file")
     if view.dtype is not None:  # _rebuild_tensor_v3: the storage is raw bytes
         count = len(elements) // view.dtype.itemsize
-        order = elements.dtype.byteorder if elements.dtype.byteorder == ">" else "<"
+        order = ">" if root.big_endian else "<"
         elements = elements[:count * view.dtype.itemsize].view(view.dtype.newbyteorder(order))
     if 0 in view.size:
         last = -1  # an empty tensor reads nothing
@@ -442,8 +446,9 @@ def load_legacy(path, data):
                               f"info")
     obj = unpickle()
     keys = unpickle()
-    if not isinstance(keys, list) or set(keys) != {k for k, s in storages.items()
-                                                   if s.base is None}:
+    roots = {key for key, storage in storages.items() if storage.base is None}
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) \
+            or set(keys) != roots:
         raise CheckpointError(f"{path}: the list of storages does not match the tensors")
     for key in keys:
         storage = storages[key]
@@ -500,9 +505,6 @@ class PickleWriter:
         self.out += b"t"  # TUPLE
 
     def save(self, obj, where):
-        from tinyconv.nn.modules.module import Parameter
-        from tinyconv.serialization import _as_array
-
         arr = _as_array(obj)
         if arr is not None:
             if isinstance(obj, Parameter):  # torch pickles a Parameter around its tensor
@@ -576,8 +578,10 @@ class PickleWriter:
         key = self._storage_keys.get(id(arr))
         if key is None:
             key = self._storage_keys[id(arr)] = len(self.storages)
-            self.storages.append(np.array(arr, dtype=dtype, order="C", copy=True).reshape(-1))
             self._kept.append(arr)
+            if not (arr.flags.c_contiguous and arr.dtype == dtype):
+                arr = arr.astype(dtype, order="C")  # a copy, little-endian, contiguous
+            self.storages.append(arr.reshape(-1))
         stride, step = [], 1
         for n in reversed(arr.shape):  # C order; torch counts an empty dim as 1 here
             stride.append(step)
