@@ -371,7 +371,7 @@ def test_every_flipped_byte_is_refused_or_harmless(tmp_path, fmt):
     damaged = tmp_path / f"damaged{suffix}"
     for position in range(len(raw)):
         flipped = bytearray(raw)
-        flipped[position] ^= 0x10
+        flipped[position] ^= 0x11  # bits 0 and 4: sets the "encrypted" flag, for one
         damaged.write_bytes(flipped)
         in_data = any(start <= position < end for start, end in data_ranges)
         try:
@@ -450,3 +450,13 @@ def test_a_failed_pth_save_leaves_the_previous_file_intact(tmp_path):
         tinyconv.save({"w": tinyconv.ones(2), "bad": object()}, path)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["c.pth"]
+
+
+def test_the_format_is_told_by_content_not_suffix(tmp_path):
+    torch.save({"w": torch.ones(2)}, tmp_path / "torch_made.npz")
+    assert isinstance(tinyconv.load(tmp_path / "torch_made.npz")["w"], tinyconv.Tensor)
+    tinyconv.save({"w": tinyconv.ones(2)}, tmp_path / "ours.ckpt")  # not .pt/.pth: tinyconv's
+    (tmp_path / "ours.ckpt").rename(tmp_path / "renamed.pth")
+    assert isinstance(tinyconv.load(tmp_path / "renamed.pth")["w"], np.ndarray)
+    with zipfile.ZipFile(tmp_path / "renamed.pth") as zf:
+        assert "__tinyconv__.npy" in zf.namelist()
