@@ -48,7 +48,6 @@ from tinyconv.serialization import CheckpointError, _as_array
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C  # first pickle of a legacy file
 LEGACY_PROTOCOL_VERSION = 1001
-ZIP_MAGIC = b"PK\x03\x04"
 ALIGNMENT = 64  # torch aligns every record's data to 64 bytes (for mmap)
 FILE_FORMAT_VERSION = b"3\n"  # what torch 1.6 to 2.x write to <name>/version
 
@@ -404,8 +403,14 @@ def load_zip(path, zf):
         info = infos.get(f"{folder}/{name}")
         if info is None:
             raise CheckpointError(f"{path}: record '{folder}/{name}' is missing")
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) \
-                or info.compress_size > file_size or info.file_size > 2**40:
+        # Sizes are checked before reading, so a damaged header cannot make us allocate more
+        # than the file could hold (deflate expands at most 1032:1).
+        stored = info.compress_type == zipfile.ZIP_STORED
+        deflated = info.compress_type == zipfile.ZIP_DEFLATED
+        if info.compress_size > file_size \
+                or (stored and info.file_size != info.compress_size) \
+                or (deflated and info.file_size > 1032 * info.compress_size + 64) \
+                or not (stored or deflated):
             raise CheckpointError(f"{path}: record '{info.filename}' has a damaged header")
         return zf.read(info)  # zipfile checks the CRC-32 of every record it reads
 
