@@ -68,18 +68,27 @@ def rotate(x, angle, fill=0):
         y_src = sin(a) * x + cos(a) * y
 
     which is an inverse rotation, so the content turns counter-clockwise on screen.
+
+    NOTE: many source points fall exactly half-way between two pixels (e.g. at 30 or 45
+    degrees), where the rounding direction depends on the last bit. To pick the same pixels
+    as torchvision, the coordinates go through torchvision's float32 steps: the grid in
+    [-1, 1] units (``x * cos / (W/2)``...), then back to pixels as ``((g + 1) * W - 1) / 2``
+    (``grid_sample``'s ``align_corners=False``), rounded half to even.
     """
     batch, single = _as_batch(x)
     n, c, h, w = batch.shape
-    radians = np.deg2rad(np.broadcast_to(np.asarray(angle, dtype=np.float64), (n,)))
-    cos = np.cos(radians)[:, None, None]
-    sin = np.sin(radians)[:, None, None]
-    cy, cx = (h - 1) / 2, (w - 1) / 2
-    ys, xs = np.mgrid[:h, :w]
-    ys, xs = ys - cy, xs - cx
-    # np.rint rounds halves to even, like grid_sample's nearest mode.
-    src_x = np.rint(cos * xs - sin * ys + cx).astype(np.intp)  # (N, H, W)
-    src_y = np.rint(sin * xs + cos * ys + cy).astype(np.intp)
+    f32 = np.float32
+    radians = np.deg2rad(-np.broadcast_to(np.asarray(angle, dtype=np.float64), (n,)))
+    cos = np.cos(radians).astype(f32)[:, None, None]
+    sin = np.sin(radians).astype(f32)[:, None, None]
+    half_w, half_h = f32(0.5 * w), f32(0.5 * h)
+    xs = (np.arange(w) - (w - 1) / 2).astype(f32)[None, None, :]  # (1, 1, W)
+    ys = (np.arange(h) - (h - 1) / 2).astype(f32)[None, :, None]  # (1, H, 1)
+    # With radians = -angle: x_src = cos * x + sin * y, y_src = -sin * x + cos * y.
+    grid_x = xs * (cos / half_w) + ys * (sin / half_w)  # (N, H, W), in [-1, 1] units
+    grid_y = xs * (-sin / half_h) + ys * (cos / half_h)
+    src_x = np.rint(((grid_x + f32(1)) * f32(w) - f32(1)) / f32(2)).astype(np.intp)
+    src_y = np.rint(((grid_y + f32(1)) * f32(h) - f32(1)) / f32(2)).astype(np.intp)
     inside = (src_x >= 0) & (src_x < w) & (src_y >= 0) & (src_y < h)
     # Gather from a flattened (N, C, H*W) view; outside pixels read index 0, then get `fill`.
     flat_index = np.where(inside, src_y * w + src_x, 0).reshape(n, 1, h * w)
@@ -280,17 +289,17 @@ def resize(x, size, interpolation="bilinear", antialias=True):
 
 def rgb_to_grayscale(x, num_output_channels=1):
     """Luma of ``(..., 3, H, W)`` images, as torchvision's tensor path: ``0.2989 R + 0.587 G +
-    0.114 B``, cast back to the input dtype (truncating for integers). One-channel input is
-    returned as is. ``num_output_channels=3`` repeats the result three times."""
+    0.114 B``, cast back to the input dtype (truncating for integers).
+    ``num_output_channels=3`` repeats the result three times. One-channel input is returned as
+    is, whatever ``num_output_channels`` (torchvision's tensor path does the same)."""
     x = np.asarray(x)
-    if x.shape[-3] == 3:
-        r, g, b = (x[..., c, :, :] for c in range(3))
-        grey = (np.float32(0.2989) * r + np.float32(0.587) * g + np.float32(0.114) * b)
-        grey = grey.astype(x.dtype)[..., None, :, :]
-    elif x.shape[-3] == 1:
-        grey = x.copy()
-    else:
+    if x.shape[-3] == 1:
+        return x.copy()
+    if x.shape[-3] != 3:
         raise ValueError(f"expected images with 1 or 3 channels, got {x.shape[-3]}")
+    r, g, b = (x[..., c, :, :] for c in range(3))
+    grey = (np.float32(0.2989) * r + np.float32(0.587) * g + np.float32(0.114) * b)
+    grey = grey.astype(x.dtype)[..., None, :, :]
     if num_output_channels == 3:
         return np.repeat(grey, 3, axis=-3)
     return grey

@@ -548,8 +548,9 @@ class RandomRotation(_Transform):
 class Grayscale(_Transform):
     """Colour to grey, ``num_output_channels`` 1 or 3 (the grey repeated).
 
-    Tensors: torchvision's ``0.2989 R + 0.587 G + 0.114 B`` cast to the input dtype. Images:
-    PIL's ``convert("L")``, ``(19595 R + 38470 G + 7471 B + 2**15) >> 16``.
+    Tensors: torchvision's ``0.2989 R + 0.587 G + 0.114 B`` cast to the input dtype (a
+    one-channel tensor comes back unchanged even with ``num_output_channels=3``, as in
+    torchvision). Images: PIL's ``convert("L")``, ``(19595 R + 38470 G + 7471 B + 2**15) >> 16``.
     """
 
     def __init__(self, num_output_channels=1):
