@@ -334,6 +334,12 @@ def test_lambda_and_foreign_transforms_are_not_batched():
     assert not T.is_batchable(T.Compose([T.ToTensor(), T.Lambda(lambda x: x)]))
     assert not T.is_batchable(lambda x: x)
 
+    class Inverted(T.ToTensor):  # a user's subclass may change __call__: item by item
+        def __call__(self, pic):
+            return super().__call__(255 - pic)
+
+    assert not T.is_batchable(T.Compose([Inverted()]))
+
 
 # ---- make_grid and save_image --------------------------------------------------------------
 

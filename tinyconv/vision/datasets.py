@@ -32,13 +32,16 @@ __all__ = ["CIFAR10", "FashionMNIST", "MNIST"]
 
 
 class _VisionDataset:
-    """torchvision's item protocol over ``_image_array()`` and ``_target_list()``."""
+    """torchvision's item protocol over ``.data`` and ``.targets`` (read at every access)."""
 
     def _images(self):
         return np.asarray(self.data)
 
     def _target(self, index):
-        return int(self.targets[index])
+        return int(np.asarray(self.targets)[index])
+
+    def _targets_at(self, indices):
+        return np.asarray(self.targets)[indices]
 
     def __getitem__(self, index):
         """``(image, label)``: the transformed image and the (transformed) int label."""
@@ -64,10 +67,10 @@ class _VisionDataset:
         else:
             images = np.stack([np.asarray(self.transform(image))
                                for image in self._images()[indices]])
-        targets = [self._target(i) for i in indices]
+        targets = self._targets_at(indices)
         if self.target_transform is not None:
-            targets = [self.target_transform(t) for t in targets]
-        return images, np.asarray(targets)
+            targets = np.asarray([self.target_transform(int(t)) for t in targets])
+        return images, targets
 
 
 class MNIST(_VisionDataset, mnist.MNIST):
@@ -108,3 +111,7 @@ class CIFAR10(_VisionDataset, cifar.CIFAR10):
 
     def _target(self, index):
         return int(self.targets[index])
+
+    def _targets_at(self, indices):
+        # A list lookup per label (microseconds per batch): the list may have been edited.
+        return np.asarray([self.targets[i] for i in indices], dtype=np.int64)

@@ -124,10 +124,14 @@ def _from_chw(x, kind):
 
 
 def is_batchable(transform):
-    """Whether ``transform`` can run on a whole batch at once (see the module docstring)."""
-    if isinstance(transform, Compose):
+    """Whether ``transform`` can run on a whole batch at once (see the module docstring).
+
+    True for this module's transforms and Composes of them; not for ``Lambda``, user
+    functions, or subclasses defined elsewhere (their ``__call__`` may do something else).
+    """
+    if type(transform) is Compose:
         return all(is_batchable(t) for t in transform.transforms)
-    return isinstance(transform, _Transform)
+    return isinstance(transform, _Transform) and type(transform).__module__ == __name__
 
 
 def apply_to_batch(transform, images):
