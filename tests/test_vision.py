@@ -264,6 +264,36 @@ def test_rotation_matches_torchvision_tensor_path(angle, h, w):
     np.testing.assert_array_equal(np.asarray(ours), theirs.numpy())
 
 
+@pytest.mark.parametrize("size", [8, (6, 10)])
+def test_random_resized_crop_is_torchvision_resized_crop_of_its_window(size):
+    x = float_chw(h=20, w=24)
+    crop = T.RandomResizedCrop(size, scale=(0.2, 0.9))
+    for seed in range(5):
+        tinyconv.manual_seed(seed)
+        top, left, h, w = crop.window(20, 24)
+        assert 0 <= top and top + h <= 20 and 0 <= left and left + w <= 24
+        assert 0.2 * 480 * 0.8 < h * w < 0.9 * 480 * 1.2  # rounding of h and w aside
+        tinyconv.manual_seed(seed)
+        ours = crop(tc(x))
+        theirs = tvf.resized_crop(th(x), top, left, h, w, list(crop.size), antialias=True)
+        np.testing.assert_allclose(np.asarray(ours), theirs.numpy(), rtol=0, atol=3e-6)
+
+
+def test_random_resized_crop_falls_back_to_a_central_window():
+    crop = T.RandomResizedCrop(4, scale=(5.0, 6.0))  # no window of 5x the area fits
+    assert crop.window(10, 40) == (0, 13, 10, 13)  # widest ratio 4/3: w = round(10 * 4/3)
+    assert crop.window(10, 12) == (0, 0, 10, 12)
+
+
+def test_two_dimensional_tensors_stay_two_dimensional():
+    x = rng.random((6, 7), dtype=np.float32)
+    for ours, theirs in [(T.CenterCrop(4), tvt.CenterCrop(4)), (T.Pad(1), tvt.Pad(1)),
+                         (T.RandomHorizontalFlip(1.0), tvt.RandomHorizontalFlip(1.0))]:
+        got, expected = np.asarray(ours(tc(x))), theirs(th(x)).numpy()
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=0, atol=3e-6)
+
+
 def test_random_transforms_follow_tinyconv_manual_seed():
     pipeline = T.Compose([T.RandomCrop(8, padding=2), T.RandomHorizontalFlip(),
                           T.RandomRotation(20), T.ToTensor()])
@@ -299,6 +329,7 @@ DETERMINISTIC = [
     T.Compose([T.ToTensor(), T.Resize(20), T.Grayscale(), T.Normalize([0.1], [0.3])]),
     T.Compose([T.RandomHorizontalFlip(1.0), T.RandomVerticalFlip(1.0), T.ToTensor()]),
     T.CenterCrop(6),
+    T.Compose([T.ToTensor(), T.RandomResizedCrop(8, scale=(1.0, 1.0), ratio=(1.0, 1.0))]),
 ]
 
 
@@ -316,7 +347,7 @@ def test_batch_path_equals_item_by_item(pipeline, make):
 def test_batch_path_draws_per_image():
     images = np.stack([rgb_image(16, 16)] * 64)
     for transform in (T.RandomHorizontalFlip(), T.RandomCrop(16, padding=3),
-                      T.RandomRotation(30)):
+                      T.RandomRotation(30), T.RandomResizedCrop(8)):
         out = T.apply_to_batch(transform, images)
         distinct = {out[i].tobytes() for i in range(len(out))}
         assert len(distinct) > 1, transform
@@ -594,6 +625,10 @@ def test_cifar_classic_augmentation_runs_batched(cifar_root):
     (lambda: T.RandomHorizontalFlip(1.5), r"p must be a probability in \[0, 1\], got 1.5"),
     (lambda: T.CenterCrop((1, 2, 3)), r"CenterCrop: size must be an int or a sequence"),
     (lambda: T.Lambda(3), r"lambd should be callable, got int"),
+    (lambda: T.RandomResizedCrop(8, scale=(0.9, 0.1)), r"scale and ratio must be \(min, max\)"),
+    (lambda: T.RandomResizedCrop(8, ratio=1.0), r"scale and ratio must be sequences"),
+    (lambda: T.RandomResizedCrop(8, interpolation=T.InterpolationMode.LANCZOS),
+     r"RandomResizedCrop: interpolation=.*LANCZOS.*not supported"),
     (lambda: T.ConvertImageDtype(np.int32), r"dtype must be a float dtype or uint8, got int32"),
 ])
 def test_bad_constructor_arguments(make, message):

@@ -53,8 +53,8 @@ from tinyconv.tensor import Tensor
 
 __all__ = [
     "CenterCrop", "Compose", "ConvertImageDtype", "Grayscale", "InterpolationMode", "Lambda",
-    "Normalize", "Pad", "RandomCrop", "RandomHorizontalFlip", "RandomRotation",
-    "RandomVerticalFlip", "Resize", "ToTensor",
+    "Normalize", "Pad", "RandomCrop", "RandomHorizontalFlip", "RandomResizedCrop",
+    "RandomRotation", "RandomVerticalFlip", "Resize", "ToTensor",
 ]
 
 IMAGE, TENSOR = "image", "tensor"
@@ -159,7 +159,10 @@ class _Transform:
 
     def __call__(self, img):
         x, kind = _to_chw(img, type(self).__name__)
-        return _from_chw(self._apply(x, kind), kind)
+        out = _from_chw(self._apply(x, kind), kind)
+        if isinstance(img, Tensor) and img.ndim == 2 and out.shape[0] == 1:
+            return out[0]  # a 2-D tensor (H, W) comes back 2-D, as in torchvision
+        return out
 
     def _batch(self, x, kind):
         return self._apply(x, kind), kind
@@ -473,6 +476,67 @@ class RandomCrop(_Transform):
 
     def __repr__(self):
         return f"{type(self).__name__}(size={self.size}, padding={self.padding})"
+
+
+class RandomResizedCrop(_Transform):
+    """Cut a random window of random area and aspect ratio, then resize it to ``size``.
+
+    As torchvision: up to 10 tries draw an area fraction uniform in ``scale`` and an aspect
+    ratio (w / h) log-uniform in ``ratio``; the first window that fits is placed uniformly at
+    random. If none fits, the largest central window with an aspect ratio in ``ratio``. The
+    window is then resized as ``Resize(size, interpolation, antialias=antialias)``.
+    """
+
+    def __init__(self, size, scale=(0.08, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0),
+                 interpolation=InterpolationMode.BILINEAR, antialias=True):
+        self.size = _check_size(size, "RandomResizedCrop")
+        if not isinstance(scale, (list, tuple)) or len(scale) != 2 or \
+                not isinstance(ratio, (list, tuple)) or len(ratio) != 2:
+            raise TypeError(f"RandomResizedCrop: scale and ratio must be sequences (min, max), "
+                            f"got scale={scale!r}, ratio={ratio!r}")
+        if scale[0] > scale[1] or ratio[0] > ratio[1]:
+            raise ValueError(f"RandomResizedCrop: scale and ratio must be (min, max) with "
+                             f"min <= max, got scale={scale!r}, ratio={ratio!r}")
+        self.scale, self.ratio = tuple(scale), tuple(ratio)
+        interpolation = _interpolation(interpolation, "RandomResizedCrop", Resize.SUPPORTED)
+        self._resize = Resize(list(self.size), interpolation, antialias=antialias)
+        self.interpolation, self.antialias = self._resize.interpolation, antialias
+
+    def window(self, height, width):
+        """Draw ``(top, left, h, w)`` for a ``height`` x ``width`` image."""
+        rng = _rng.resolve(None)
+        area = height * width
+        log_ratio = np.log(self.ratio)
+        for _ in range(10):
+            target_area = area * rng.uniform(*self.scale)
+            aspect = np.exp(rng.uniform(*log_ratio))
+            w = int(round(np.sqrt(target_area * aspect)))
+            h = int(round(np.sqrt(target_area / aspect)))
+            if 0 < w <= width and 0 < h <= height:
+                top = int(rng.integers(0, height - h + 1))
+                left = int(rng.integers(0, width - w + 1))
+                return top, left, h, w
+        in_ratio = width / height
+        if in_ratio < min(self.ratio):
+            w, h = width, int(round(width / min(self.ratio)))
+        elif in_ratio > max(self.ratio):
+            h, w = height, int(round(height * max(self.ratio)))
+        else:
+            h, w = height, width
+        return (height - h) // 2, (width - w) // 2, h, w
+
+    def _apply(self, x, kind):
+        top, left, h, w = self.window(*x.shape[-2:])
+        return self._resize._apply(x[..., top:top + h, left:left + w], kind)
+
+    def _batch(self, x, kind):
+        # Every image has its own window size, so the resize runs image by image.
+        return np.stack([self._apply(image, kind) for image in x]), kind
+
+    def __repr__(self):
+        return (f"{type(self).__name__}(size={self.size}, scale={self.scale}, "
+                f"ratio={self.ratio}, interpolation={self.interpolation.value}, "
+                f"antialias={self.antialias})")
 
 
 class RandomHorizontalFlip(_Transform):
