@@ -170,10 +170,10 @@ def crop(x, top, left, height, width):
             or (left + width > batch.shape[3]).any():
         raise ValueError(f"crop window {height}x{width} at the given offsets leaves the "
                          f"{batch.shape[2]}x{batch.shape[3]} image")
-    rows = top[:, None] + np.arange(height)  # (N, height)
-    cols = left[:, None] + np.arange(width)  # (N, width)
-    out = batch[np.arange(n)[:, None, None, None], np.arange(c)[None, :, None, None],
-                rows[:, None, :, None], cols[:, None, None, :]]
+    # windows[n, c, i, j] is the height x width window whose top-left corner is (i, j): a
+    # strided view, no copy. Picking one (i, j) per image copies just the N windows.
+    windows = np.lib.stride_tricks.sliding_window_view(batch, (height, width), axis=(2, 3))
+    out = windows[np.arange(n), :, top, left]  # (N, C, height, width)
     return out[0] if single else out
 
 
