@@ -319,6 +319,35 @@ def test_lambda():
     assert T.Lambda(lambda img: img.shape)(grey_image(3, 4)) == (3, 4)
 
 
+# ---- transforms.functional ----------------------------------------------------------------
+
+
+def test_functional_matches_torchvision():
+    from tinyconv.vision.transforms import functional as F
+
+    x, image = float_chw(h=11, w=13), rgb_image(11, 13)
+    cases = [
+        (lambda m: m.hflip, ()), (lambda m: m.vflip, ()),
+        (lambda m: m.crop, (2, 3, 5, 6)), (lambda m: m.crop, (-2, 9, 6, 7)),  # partly outside
+        (lambda m: m.center_crop, ([7, 5],)), (lambda m: m.pad, ([1, 2], 3, "edge")),
+        (lambda m: m.rotate, (33.0,)), (lambda m: m.rgb_to_grayscale, (3,)),
+        (lambda m: m.resized_crop, (1, 2, 8, 9, [5, 6])),
+    ]
+    for pick, args in cases:
+        np.testing.assert_allclose(np.asarray(pick(F)(tc(x), *args)),
+                                   pick(tvf)(th(x), *args).numpy(), rtol=0, atol=3e-6)
+    for pick, args in cases[:6]:
+        np.testing.assert_array_equal(pick(F)(image, *args),
+                                      np.asarray(pick(tvf)(pil(image), *args)))
+    np.testing.assert_array_equal(np.asarray(F.to_tensor(image)), tvf.to_tensor(image).numpy())
+    np.testing.assert_array_equal(np.asarray(F.normalize(tc(x), [0.2] * 3, [0.5] * 3)),
+                                  tvf.normalize(th(x), [0.2] * 3, [0.5] * 3).numpy())
+    assert F.get_dimensions(image) == tvf.get_dimensions(pil(image)) == [3, 11, 13]
+    assert F.get_dimensions(tc(x)) == tvf.get_dimensions(th(x))
+    with pytest.raises(ValueError, match=r"rotate|RandomRotation: expand=True is not supported"):
+        F.rotate(tc(x), 10.0, expand=True)
+
+
 # ---- the batch path ------------------------------------------------------------------------
 
 

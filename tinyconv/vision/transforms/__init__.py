@@ -39,7 +39,7 @@ the item-by-item path; they are not the same random draws (the draws come in ano
 Otherwise the dataset applies the pipeline image by image and stacks the results.
 
 Randomness comes from tinyconv's global generator, so ``tinyconv.manual_seed(s)`` makes the
-random transforms reproducible.
+random transforms reproducible. ``functional`` has the same operations as plain functions.
 """
 
 import enum
@@ -637,3 +637,6 @@ class Grayscale(_Transform):
 
     def __repr__(self):
         return f"{type(self).__name__}(num_output_channels={self.num_output_channels})"
+
+
+from tinyconv.vision.transforms import functional  # noqa: E402, F401 (needs the classes above)
