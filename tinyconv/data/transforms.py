@@ -10,6 +10,11 @@ Shapes use N (batch), C (channels), H (height), W (width):
 * The others take float (or uint8) ``(N, C, H, W)`` or ``(C, H, W)``, so put them after
   ``ToTensor``. The random ones draw independently for every image in a batch.
 
+The functions (``pad``, ``crop``, ``center_crop``, ``resize``, ``rotate``, ``hflip``,
+``vflip``, ``rgb_to_grayscale``...) work on the last axes ``(..., C, H, W)`` of any array and
+are also the arithmetic behind ``tinyconv.vision.transforms``, which wraps them with
+torchvision's item-by-item conventions.
+
 Random transforms take ``generator``: an int seed, a ``numpy.random.Generator``, or None for
 the global generator (``tinyconv.random.default_generator`` if available, see ``_rng``).
 """
