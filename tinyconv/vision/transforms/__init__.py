@@ -291,10 +291,13 @@ class Normalize(_Transform):
         if x.ndim < 3:
             raise ValueError(f"Normalize: expected a tensor image of size (..., C, H, W), got "
                              f"shape {tuple(x.shape)}")
-        out = self._apply(x, TENSOR)
+        out = self._apply(x, TENSOR)  # checks the dtype and the channel count
         if self.inplace:
-            x[...] = out
-            return tensor
+            # Through the tensor's own in-place ops, as torchvision, so that autograd's
+            # version counter sees the write.
+            mean = Tensor._wrap(self._means.astype(x.dtype)[:, None, None])
+            std = Tensor._wrap(self._stds.astype(x.dtype)[:, None, None])
+            return tensor.sub_(mean).div_(std)
         return Tensor._wrap(out)
 
     def _apply(self, x, kind):
