@@ -265,6 +265,16 @@ def test_rotation_matches_torchvision_tensor_path(angle, h, w):
     np.testing.assert_array_equal(np.asarray(ours), theirs.numpy())
 
 
+@pytest.mark.parametrize("angle", [10.0, 45.0, -17.3, 90.0, 30.0])
+@pytest.mark.parametrize("make", [grey_image, rgb_image])
+def test_rotation_of_images_matches_pil(angle, make):
+    # Exact on even sizes; on odd ones, PIL and torchvision's tensor path (ours) may pick
+    # different pixels where a source point lies exactly half-way (e.g. 30 degrees).
+    image = make(28, 32)
+    np.testing.assert_array_equal(T.RandomRotation((angle, angle))(image),
+                                  np.asarray(tvf.rotate(pil(image), angle)))
+
+
 @pytest.mark.parametrize("size", [8, (6, 10)])
 def test_random_resized_crop_is_torchvision_resized_crop_of_its_window(size):
     x = float_chw(h=20, w=24)

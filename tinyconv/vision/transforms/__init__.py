@@ -25,7 +25,8 @@ Tensors get the numbers of torchvision's tensor path. Images get PIL's numbers w
 exact pixel moves (crop, flip, pad, nearest resize, ``Grayscale``'s integer luma); bilinear
 ``Resize`` of an image computes torchvision's tensor-path numbers on the uint8 values (PIL's
 own fixed-point arithmetic differs by at most one grey level), and ``RandomRotation`` samples as
-the tensor path for both kinds.
+the tensor path for both kinds (the same pixels as PIL's, except where a source point lies
+exactly half-way between two pixels, as at 30 degrees on an odd-sized image).
 
 The fast batch path
 -------------------
