@@ -11,20 +11,20 @@ import numpy as np
 from tinyconv.tensor import Tensor
 
 
-def check_range(name, value, low, high=None, *, high_open=False, what=None):
+def check_range(name, value, low, high=None, *, low_open=False, high_open=False, what=None):
     """Raise ValueError unless ``value`` is a finite real number with low <= value <= high.
 
-    ``high_open`` makes the upper end exclusive (low <= value < high); ``high=None`` means no
-    upper end. NaN fails every comparison, so NaN is refused as PyTorch's ``not 0.0 <= lr``
+    ``low_open`` / ``high_open`` make an end exclusive (low < value, value < high); ``high=None``
+    means no upper end. NaN fails every comparison, so NaN is refused as PyTorch's ``not 0.0 <= lr``
     refuses it (tinyconv also refuses infinity). The message names the argument and shows the
     value, e.g. ``Invalid learning rate: lr=nan (expected a finite number >= 0.0)``.
     """
     if high is None:
-        expected = f"a finite number >= {low}"
+        expected = f"a finite number {'>' if low_open else '>='} {low}"
     else:
-        expected = f"a number in [{low}, {high}{')' if high_open else ']'}"
+        expected = f"a number in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
     ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
-          and math.isfinite(value) and low <= value
+          and math.isfinite(value) and (low < value if low_open else low <= value)
           and (high is None or (value < high if high_open else value <= high)))
     if not ok:
         raise ValueError(f"Invalid {what or name + ' value'}: {name}={value!r} "
