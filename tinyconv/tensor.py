@@ -15,6 +15,7 @@ import builtins as _b  # the torch dtype names below shadow int, float and bool
 import numpy as np
 
 from tinyconv import autograd
+from tinyconv._devices import device, require_cpu
 from tinyconv.ops import elementwise as E
 from tinyconv.ops import matmul as MM
 from tinyconv.ops import reduce as R
@@ -46,30 +47,6 @@ class Size(tuple):
 
     def numel(self):
         return _b.int(np.prod(self, dtype=np.int64))
-
-
-class device:  # noqa: N801 - torch's name
-    """Only the CPU exists in tinyconv; ``device('cpu')`` is accepted for portability."""
-
-    def __init__(self, type="cpu"):  # noqa: A002
-        name = type.type if isinstance(type, device) else str(type)
-        if name.split(":")[0] != "cpu":
-            raise RuntimeError(
-                f"tinyconv runs on the CPU only; got device {name!r}. Use 'cpu' "
-                "(the PyTorch backend of the examples runs on CUDA).")
-        self.type = "cpu"
-
-    def __eq__(self, other):
-        return str(other) == "cpu"
-
-    def __hash__(self):
-        return hash("cpu")
-
-    def __repr__(self):
-        return "device(type='cpu')"
-
-    def __str__(self):
-        return "cpu"
 
 
 def _to_dtype(dtype):
@@ -347,14 +324,13 @@ class Tensor:
     def to(self, *args, dtype=None, **kwargs):
         """``to(device)``, ``to(dtype)`` or ``to(device, dtype)``; devices other than cpu fail."""
         for a in args:
-            if isinstance(a, (str, device)):
-                device(a)
+            if isinstance(a, (str, device)) or isinstance(a, _b.int) and not isinstance(a, _b.bool):
+                require_cpu(a)
             elif isinstance(a, Tensor):
                 dtype = a.dtype
             else:
                 dtype = a
-        if "device" in kwargs:
-            device(kwargs["device"])
+        require_cpu(kwargs.get("device"))
         if dtype is None or np.dtype(dtype) == self.dtype:
             return self
         return E.Cast.apply(self, _to_dtype(dtype))
@@ -367,8 +343,8 @@ class Tensor:
     def cpu(self):
         return self
 
-    def cuda(self, *args, **kwargs):
-        device("cuda")
+    def cuda(self, device=None, non_blocking=False):  # noqa: A002
+        require_cpu("cuda" if device is None else device)
 
     def float(self):
         return self.to(float32)

@@ -220,11 +220,11 @@ class Module:
 
     def to(self, *args, **kwargs):
         """``to('cpu')`` is accepted; ``to(dtype)`` casts floating parameters and buffers."""
-        from tinyconv.tensor import device
+        from tinyconv._devices import device, require_cpu
         dtype = kwargs.get("dtype")
         for a in list(args) + ([kwargs["device"]] if "device" in kwargs else []):
-            if isinstance(a, (str, device)):
-                device(a)
+            if isinstance(a, (str, device, int)) and not isinstance(a, bool):
+                require_cpu(a, "a module")
             else:
                 dtype = a
         return self._cast(np.dtype(dtype)) if dtype is not None else self
@@ -238,9 +238,9 @@ class Module:
     def cpu(self):
         return self
 
-    def cuda(self, *args, **kwargs):
-        from tinyconv.tensor import device
-        device("cuda")
+    def cuda(self, device=None):  # noqa: A002
+        from tinyconv._devices import require_cpu
+        require_cpu("cuda" if device is None else device, "a module")
 
     # ----- state_dict --------------------------------------------------------------------------
 
