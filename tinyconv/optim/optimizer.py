@@ -98,10 +98,16 @@ class Optimizer:
         raise NotImplementedError
 
     def _params_with_grad(self):
-        """(group, parameter, gradient array) for every parameter that has a gradient."""
+        """(group, parameter, gradient array) for every parameter that has a gradient.
+
+        The caller updates each parameter in place, so its version counter is bumped: a graph
+        that saved the old weights (``loss.backward(retain_graph=True)``, then ``step()``, then
+        ``loss.backward()`` again) refuses to run backward with the new ones, as in torch.
+        """
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
+                    p._version_counter.value += 1
                     yield group, p, p.grad._data
 
     # ----- state_dict: torch's layout, parameters referred to by their index ------------------
