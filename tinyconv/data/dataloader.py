@@ -274,10 +274,12 @@ class DataLoader:
         pin_memory_device: accepted, unused (as ``pin_memory``).
         in_order: with workers, yield batches in the sampler's order (else as they come).
 
-    Random transforms draw, for batch number k of an epoch, from global generators seeded
-    from (the epoch's base seed, k) (see ``tinyconv.data._worker``): the batches are the same
-    for any ``num_workers`` and ``manual_seed`` or ``generator`` repeats them. A transform
-    built with its own ``generator`` draws from that instead; each worker has its own copy.
+    Random transforms draw, for batch number k of an epoch, from tinyconv's global generator
+    set to a state given by (the epoch's base seed, k) (see ``tinyconv.data._worker``): the
+    batches are the same for any ``num_workers``, and ``manual_seed`` or ``generator`` repeats
+    them. A transform built with its own ``generator`` draws from that instead, and each worker
+    has its own copy of it (so workers would repeat each other's draws: leave ``generator``
+    None in transforms used with workers).
     """
 
     _FIXED_AFTER_INIT = ("batch_size", "batch_sampler", "sampler", "drop_last", "dataset",
@@ -422,6 +424,7 @@ class _BaseIter:
         # First the sampler's order, then the base seed, both from the loader's generator.
         self._index_iter = iter(self._loader._index_sampler)
         self._base_seed = int(_rng.resolve(self._loader.generator).integers(0, 2**63))
+        self._seeds = _worker.EpochSeeds(self._base_seed)
         self._next_task = 0  # the number of the next batch to hand out
 
     def __iter__(self):
@@ -435,7 +438,7 @@ class _SingleProcessIter(_BaseIter):
     def __next__(self):
         indices = next(self._index_iter)
         task, self._next_task = self._next_task, self._next_task + 1
-        with _worker.batch_random_state(self._base_seed, task):
+        with _worker.batch_random_state(self._seeds, task):
             return self._fetch(self._loader.dataset, indices)
 
 
