@@ -31,8 +31,8 @@ import numpy as np
 
 from tinyconv import random as tinyconv_random
 
-# How often a waiting worker checks that its parent is still alive (seconds).
-_PARENT_CHECK_INTERVAL = 1.0
+# How often a waiting worker checks that it should stop (seconds).
+_CHECK_INTERVAL = 0.1
 
 
 @dataclass(frozen=True)
@@ -139,12 +139,18 @@ def _dumps(epoch, task, data, worker_id):
 # ---- the worker process ------------------------------------------------------------------
 
 
-def worker_loop(dataset, index_queue, result_queue, fetch, worker_init_fn, worker_id,
+def worker_loop(dataset, index_queue, result_queue, done, fetch, worker_init_fn, worker_id,
                 num_workers, seed, parent_pid):
     """The body of worker process ``worker_id`` (see the module docstring).
 
     ``fetch(dataset, indices)`` returns a collated batch. ``seed`` (the epoch's base seed plus
     ``worker_id``, as in torch) seeds the process before ``worker_init_fn(worker_id)`` runs.
+    The worker stops at ``None``, when the event ``done`` is set, or when its parent is gone.
+
+    NOTE: ``done`` is needed besides ``None``: a queue's ``put`` hands the message to a
+    background thread, and when the loader is collected as garbage (say, in a reference cycle
+    with an exception), the queue may be finalized first, its thread stopped, and the ``None``
+    never sent. Setting an event needs no thread.
     """
     global _worker_info
     # Ctrl-C reaches every process of the terminal's group; the parent handles it and stops us.
@@ -163,11 +169,11 @@ def worker_loop(dataset, index_queue, result_queue, fetch, worker_init_fn, worke
                                                           f"{worker_id} in worker_init_fn")
     seeds = None
     while True:
+        if done.is_set() or os.getppid() != parent_pid:  # the parent died: nobody else stops us
+            break
         try:
-            message = index_queue.get(timeout=_PARENT_CHECK_INTERVAL)
+            message = index_queue.get(timeout=_CHECK_INTERVAL)
         except queue.Empty:
-            if os.getppid() != parent_pid:  # the parent died: nobody will ever stop us
-                break
             continue
         if message is None:
             break

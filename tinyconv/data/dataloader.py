@@ -461,12 +461,13 @@ class _MultiProcessIter(_BaseIter):
         super().__init__(loader)  # draws the first epoch's base seed, for the workers' seeds
         context = loader.multiprocessing_context or _default_context()
         self._result_queue = context.Queue()
+        self._done = context.Event()
         for worker_id in range(loader.num_workers):
             index_queue = context.Queue()
             index_queue.cancel_join_thread()  # never wait at exit for a worker to read it
             process = context.Process(
                 target=_worker.worker_loop, daemon=True,
-                args=(loader.dataset, index_queue, self._result_queue, self._fetch,
+                args=(loader.dataset, index_queue, self._result_queue, self._done, self._fetch,
                       loader.worker_init_fn, worker_id, loader.num_workers,
                       self._base_seed + worker_id, os.getpid()))
             process.start()
@@ -541,22 +542,29 @@ class _MultiProcessIter(_BaseIter):
                 pass
             dead = [w for w in self._workers if not w.is_alive()]
             if dead:
-                self._shutdown()
-                codes = ", ".join(f"{w.pid}: {_describe_exit(w.exitcode)}" for w in dead)
-                raise RuntimeError(f"DataLoader worker (pid(s) {codes}) exited unexpectedly")
+                self._shutdown(grace=0)
+                pids = ", ".join(str(w.pid) for w in dead)
+                how = ", ".join(_describe_exit(w.exitcode) for w in dead)
+                raise RuntimeError(f"DataLoader worker (pid(s) {pids}) exited unexpectedly "
+                                   f"({how})")
             if timeout > 0 and time.monotonic() - start >= timeout:
-                self._shutdown()
+                self._shutdown(grace=0)
                 raise RuntimeError(f"DataLoader timed out after {timeout} seconds")
 
-    def _shutdown(self):
-        """Stop the workers: ask politely, then terminate the ones that do not listen."""
+    def _shutdown(self, grace=1.0):
+        """Stop the workers: ask, wait up to ``grace`` seconds, terminate the ones still busy
+        (a worker holds nothing that outlives it)."""
         if self._shut_down:
             return
         self._shut_down = True
         try:
+            self._done.set()
             for index_queue in self._index_queues:
-                index_queue.put(None)
-            deadline = time.monotonic() + 5.0
+                try:
+                    index_queue.put(None)
+                except (ValueError, OSError):  # already closed, e.g. finalized by the garbage
+                    pass                       # collector before us (see _worker.worker_loop)
+            deadline = time.monotonic() + grace
             for process in self._workers:
                 process.join(max(0.0, deadline - time.monotonic()))
             for process in self._workers:
@@ -565,7 +573,7 @@ class _MultiProcessIter(_BaseIter):
                     process.join()
             for q in (*self._index_queues, self._result_queue):
                 q.close()
-        except Exception:  # at interpreter exit some of multiprocessing may be gone already
+        except Exception:  # at the interpreter's exit parts of multiprocessing may be gone
             pass
 
     def __del__(self):
