@@ -103,6 +103,8 @@ def serial_twin(dispatcher):
     own name ("..._serial_after_fork"); under the same name the two would overwrite each
     other's cache files (see ``tinyconv.kernels.optim._renamed``).
     """
+    from numba.core.caching import NullCache
+
     twin = _serial_twins.get(id(dispatcher))
     if twin is None:
         fn = dispatcher.py_func
@@ -114,6 +116,8 @@ def serial_twin(dispatcher):
         options = {k: v for k, v in dispatcher.targetoptions.items()
                    if k not in ("parallel", "nopython")}  # njit implies nopython
         twin = numba.njit(**options)(copy)
+        if not isinstance(dispatcher._cache, NullCache):  # the kernel has cache=True
+            twin.enable_caching()
         _serial_twins[id(dispatcher)] = twin
     return twin
 
