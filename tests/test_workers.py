@@ -558,3 +558,40 @@ def test_workers_after_training_steps_in_a_fresh_process():
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "same batches" in out.stdout
+
+
+# ---- IterableDataset ---------------------------------------------------------------------
+
+
+class Stream(tinyconv.data.IterableDataset):
+    """0..n-1, split between workers as torch's documentation shows."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        info = get_worker_info()
+        if info is None:
+            return iter(range(self.n))
+        return iter(range(info.id, self.n, info.num_workers))
+
+
+def test_iterable_dataset():
+    loader = DataLoader(Stream(10), batch_size=4)
+    assert [b.tolist() for b in loader] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert len(loader) == 3
+    assert [b.tolist() for b in DataLoader(Stream(10), batch_size=4, drop_last=True)] == \
+        [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert list(DataLoader(Stream(3), batch_size=None)) == [0, 1, 2]
+    # two workers, each its half, batches alternating between them; two epochs
+    loader = DataLoader(Stream(11), batch_size=2, num_workers=2, timeout=60,
+                        persistent_workers=True)
+    for _ in range(2):
+        assert [b.tolist() for b in loader] == [[0, 2], [1, 3], [4, 6], [5, 7], [8, 10], [9]]
+    for kwargs, name in (({"shuffle": True}, "shuffle"), ({"sampler": [0]}, "sampler"),
+                         ({"batch_sampler": [[0]]}, "batch_sampler")):
+        with pytest.raises(ValueError, match=f"expected unspecified {name} option"):
+            DataLoader(Stream(3), **kwargs)

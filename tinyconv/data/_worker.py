@@ -122,6 +122,13 @@ class ExceptionWrapper:
         raise error
 
 
+class Exhausted:
+    """The answer of a worker whose pass over an IterableDataset has ended."""
+
+    def __init__(self, worker_id):
+        self.worker_id = worker_id
+
+
 def _dumps(epoch, task, data, worker_id):
     """Pickle a result here, so that a failure is reported instead of lost."""
     try:
@@ -167,7 +174,7 @@ def worker_loop(dataset, index_queue, result_queue, done, fetch, worker_init_fn,
         except Exception:
             init_error = ExceptionWrapper(sys.exc_info(), f"in DataLoader worker process "
                                                           f"{worker_id} in worker_init_fn")
-    seeds = None
+    seeds, current_epoch = None, None
     while True:
         if done.is_set() or os.getppid() != parent_pid:  # the parent died: nobody else stops us
             break
@@ -185,7 +192,16 @@ def worker_loop(dataset, index_queue, result_queue, done, fetch, worker_init_fn,
         else:
             try:
                 seeds.seed_all(task)
+                if epoch != current_epoch and hasattr(fetch, "start_epoch"):
+                    fetch.start_epoch(dataset)  # an IterableDataset: a new pass
+                current_epoch = epoch
                 data = fetch(dataset, indices)
+            except StopIteration:
+                if hasattr(fetch, "start_epoch"):
+                    data = Exhausted(worker_id)
+                else:  # raised by a map-style dataset: an error like any other
+                    data = ExceptionWrapper(sys.exc_info(),
+                                            f"in DataLoader worker process {worker_id}")
             except Exception:
                 data = ExceptionWrapper(sys.exc_info(),
                                         f"in DataLoader worker process {worker_id}")

@@ -20,6 +20,7 @@ their random augmentation are the same for every ``num_workers``.
 """
 
 import collections.abc
+import itertools
 import multiprocessing
 import numbers
 import os
@@ -32,7 +33,7 @@ import warnings
 import numpy as np
 
 from tinyconv.data import _rng, _worker
-from tinyconv.data.sampler import BatchSampler, RandomSampler, SequentialSampler
+from tinyconv.data.sampler import BatchSampler, RandomSampler, Sampler, SequentialSampler
 from tinyconv.tensor import Tensor
 
 # ---- collate -------------------------------------------------------------------------------
@@ -145,6 +146,38 @@ class _Fetcher:
         return self.collate_fn(dataset[indices])
 
 
+class _IterableFetcher:
+    """For an ``IterableDataset``: the next samples of this process's pass over it.
+
+    ``start_epoch`` begins a new pass; a call asks for as many samples as there are (dummy)
+    indices and raises StopIteration when the pass is over (or, with ``drop_last``, when
+    only an incomplete batch is left), as torch's fetcher does.
+    """
+
+    def __init__(self, collate_fn, auto_collation, drop_last):
+        self.collate_fn, self.auto_collation = collate_fn, auto_collation
+        self.drop_last = drop_last
+        self.samples = None
+
+    def start_epoch(self, dataset):
+        self.samples = iter(dataset)
+
+    def __call__(self, dataset, indices):
+        if not self.auto_collation:
+            return self.collate_fn(next(self.samples))
+        batch = list(itertools.islice(self.samples, len(indices)))
+        if not batch or (self.drop_last and len(batch) < len(indices)):
+            raise StopIteration
+        return self.collate_fn(batch)
+
+
+class _InfiniteConstantSampler(Sampler):
+    """None, forever: an IterableDataset decides itself when a pass ends."""
+
+    def __iter__(self):
+        return itertools.repeat(None)
+
+
 def fetch_batch(dataset, indices):
     """Return ``(images, labels)`` NumPy arrays for ``indices``, via ``__getitems__`` when the
     dataset has tinyconv's stacked one, else stacking ``dataset[i]`` sample by sample."""
@@ -169,6 +202,18 @@ class Dataset:
 
     def __getitem__(self, index):
         raise NotImplementedError(f"{type(self).__name__} must define __getitem__")
+
+
+class IterableDataset(Dataset):
+    """Base class of iterable-style datasets: define ``__iter__``, yielding samples.
+
+    The loader batches the samples in the order they come (no sampler, no shuffle). With
+    workers, every worker iterates its own copy of the dataset: split the work in ``__iter__``
+    with ``get_worker_info()`` (``id``, ``num_workers``), or each sample comes once per worker.
+    """
+
+    def __iter__(self):
+        raise NotImplementedError(f"{type(self).__name__} must define __iter__")
 
 
 class ArrayDataset(Dataset):
@@ -290,10 +335,11 @@ class DataLoader:
                  worker_init_fn=None, multiprocessing_context=None, generator=None, *,
                  prefetch_factor=None, persistent_workers=False, pin_memory_device="",
                  in_order=True):
-        if not hasattr(dataset, "__getitem__") and not hasattr(dataset, "__getitems__"):
+        iterable = isinstance(dataset, IterableDataset)
+        if not iterable and not hasattr(dataset, "__getitem__") \
+                and not hasattr(dataset, "__getitems__"):
             raise TypeError(f"dataset must be a map-style dataset (with __getitem__ and "
-                            f"__len__), got {type(dataset).__name__}; iterable-style datasets "
-                            f"are not supported")
+                            f"__len__) or an IterableDataset, got {type(dataset).__name__}")
         if isinstance(num_workers, bool) or not isinstance(num_workers, numbers.Integral) \
                 or num_workers < 0:
             raise ValueError(f"num_workers option should be non-negative; use num_workers=0 "
@@ -315,6 +361,12 @@ class DataLoader:
         if worker_init_fn is not None and not callable(worker_init_fn):
             raise TypeError(f"worker_init_fn must be callable, got {worker_init_fn!r}")
 
+        if iterable:
+            for name, value in (("shuffle", shuffle), ("sampler", sampler),
+                                ("batch_sampler", batch_sampler)):
+                if value not in (None, False) if name == "shuffle" else value is not None:
+                    raise ValueError(f"DataLoader with IterableDataset: expected unspecified "
+                                     f"{name} option, but got {name}={value}")
         if sampler is not None and shuffle:
             raise ValueError("sampler option is mutually exclusive with shuffle")
         if batch_sampler is not None:
@@ -326,7 +378,9 @@ class DataLoader:
             raise ValueError("batch_size=None option disables auto-batching and is mutually "
                              "exclusive with drop_last")
         generator = _rng.make_generator(generator)
-        if sampler is None:
+        if iterable:
+            sampler = _InfiniteConstantSampler()
+        elif sampler is None:
             sampler = (RandomSampler(dataset, generator=generator) if shuffle
                        else SequentialSampler(dataset))
         if batch_size is not None and batch_sampler is None:
@@ -336,6 +390,7 @@ class DataLoader:
             warnings.warn("'pin_memory' argument is set as true but no accelerator is found, "
                           "then device pinned memory won't be used.", stacklevel=2)
         self.dataset = dataset
+        self._iterable = iterable
         self.batch_size = batch_size
         self.drop_last = drop_last
         self.sampler = sampler
@@ -395,6 +450,12 @@ class DataLoader:
         return self.batch_sampler if self._auto_collation else self.sampler
 
     def __len__(self):
+        if self._iterable:  # what the dataset says; with workers, only if __iter__ splits
+            length = len(self.dataset)
+            if self.batch_size is not None:
+                length = length // self.batch_size if self.drop_last \
+                    else -(-length // self.batch_size)
+            return length
         return len(self._index_sampler)
 
     def __iter__(self):
@@ -409,6 +470,8 @@ class DataLoader:
         return self._iterator
 
     def _fetcher(self):
+        if self._iterable:
+            return _IterableFetcher(self.collate_fn, self._auto_collation, self.drop_last)
         return _Fetcher(self.collate_fn, self._auto_collation)
 
 
@@ -435,6 +498,11 @@ class _BaseIter:
 
 
 class _SingleProcessIter(_BaseIter):
+    def _start_epoch(self):
+        super()._start_epoch()
+        if isinstance(self._fetch, _IterableFetcher):
+            self._fetch.start_epoch(self._loader.dataset)
+
     def __next__(self):
         indices = next(self._index_iter)
         task, self._next_task = self._next_task, self._next_task + 1
@@ -480,6 +548,8 @@ class _MultiProcessIter(_BaseIter):
         self._epoch += 1
         self._tasks_sent = 0
         self._exhausted = False
+        self._active = [True] * self._loader.num_workers  # an IterableDataset's pass can end
+        self._next_worker = 0
         self._ready = {}  # task -> batch (or ExceptionWrapper) waiting for its turn
 
     def _reset(self):
@@ -499,9 +569,16 @@ class _MultiProcessIter(_BaseIter):
         except StopIteration:
             self._exhausted = True
             return
+        for _ in range(len(self._active)):  # round-robin over the workers still active
+            worker = self._next_worker
+            self._next_worker = (worker + 1) % len(self._active)
+            if self._active[worker]:
+                break
+        else:
+            self._exhausted = True
+            return
         task = self._tasks_sent
         self._tasks_sent += 1
-        worker = task % len(self._workers)
         self._index_queues[worker].put((self._epoch, task, indices, self._base_seed))
 
     def __next__(self):
@@ -512,21 +589,25 @@ class _MultiProcessIter(_BaseIter):
                 if not self._loader.persistent_workers:
                     self._shutdown()
                 raise StopIteration
+            data = None
             if self._loader.in_order:
                 if self._next_task in self._ready:
-                    return self._hand_out(self._ready.pop(self._next_task))
+                    data = self._ready.pop(self._next_task)
             elif self._ready:
-                return self._hand_out(self._ready.pop(next(iter(self._ready))))
-            epoch, task, data = self._receive()
-            if epoch == self._epoch:
-                self._ready[task] = data
-
-    def _hand_out(self, data):
-        self._next_task += 1
-        self._send_task()
-        if isinstance(data, _worker.ExceptionWrapper):
-            data.reraise()
-        return data
+                data = self._ready.pop(next(iter(self._ready)))
+            if data is None:
+                epoch, task, data = self._receive()
+                if epoch == self._epoch:
+                    if isinstance(data, _worker.Exhausted):
+                        self._active[data.worker_id] = False
+                    self._ready[task] = data
+                continue
+            self._next_task += 1
+            self._send_task()
+            if isinstance(data, _worker.ExceptionWrapper):
+                data.reraise()
+            if not isinstance(data, _worker.Exhausted):  # a worker's pass ended: no batch
+                return data
 
     def _receive(self):
         """The next result from any worker; raises if one died or ``timeout`` passed."""
