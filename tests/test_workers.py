@@ -507,6 +507,9 @@ def test_lambdas_work_with_fork():
     loader = DataLoader(data, batch_size=4, num_workers=2, multiprocessing_context="fork",
                         collate_fn=lambda samples: [s[1] for s in samples], timeout=60)
     assert list(loader) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    nothing = DataLoader(data, batch_size=4, num_workers=2, collate_fn=lambda samples: None,
+                         timeout=60)
+    assert list(nothing) == [None, None]  # None is a batch like any other
 
 
 def test_spawn_works_with_a_picklable_dataset():

@@ -512,14 +512,16 @@ class _SingleProcessIter(_BaseIter):
 
 # How often the main process checks that its workers are alive while it waits (seconds).
 _WORKER_CHECK_INTERVAL = 0.2
+_MISSING = object()
 
 
 class _MultiProcessIter(_BaseIter):
     """Batches fetched by ``num_workers`` processes.
 
-    Task k goes to worker k % num_workers through that worker's index queue; at most
-    ``prefetch_factor * num_workers`` tasks are out at once. Results come back on one queue,
-    in any order, and wait in ``_ready`` until their turn (``in_order``).
+    Tasks (one batch each) go round-robin to the workers, through each worker's own index
+    queue (task k to worker k % num_workers, unless an IterableDataset's pass ended in some
+    of them); at most ``prefetch_factor * num_workers`` tasks are out at once. Results come
+    back on one queue, in any order, and wait in ``_ready`` until their turn (``in_order``).
     """
 
     def __init__(self, loader):
@@ -589,13 +591,13 @@ class _MultiProcessIter(_BaseIter):
                 if not self._loader.persistent_workers:
                     self._shutdown()
                 raise StopIteration
-            data = None
+            data = _MISSING  # (None could be a batch: a collate_fn may return anything)
             if self._loader.in_order:
                 if self._next_task in self._ready:
                     data = self._ready.pop(self._next_task)
             elif self._ready:
                 data = self._ready.pop(next(iter(self._ready)))
-            if data is None:
+            if data is _MISSING:
                 epoch, task, data = self._receive()
                 if epoch == self._epoch:
                     if isinstance(data, _worker.Exhausted):
