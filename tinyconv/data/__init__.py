@@ -25,7 +25,7 @@ from tinyconv.data.dataloader import (
     default_convert,
     fetch_batch,
 )
-from tinyconv.data.errors import DataError
+from tinyconv.data.errors import DataError, DatasetNotFoundError
 from tinyconv.data.idx import parse_idx, read_idx, read_uncompressed, write_idx
 from tinyconv.data.mnist import MNIST, FashionMNIST, default_root
 from tinyconv.data.sampler import (
@@ -37,11 +37,15 @@ from tinyconv.data.sampler import (
     WeightedRandomSampler,
 )
 from tinyconv.data.transforms import (
+    CenterCrop,
     Compose,
+    Grayscale,
     Normalize,
     RandomCrop,
     RandomHorizontalFlip,
     RandomRotation,
+    RandomVerticalFlip,
+    Resize,
     ToTensor,
 )
 
@@ -49,11 +53,14 @@ __all__ = [
     "ArrayDataset",
     "BatchSampler",
     "CIFAR10",
+    "CenterCrop",
     "Compose",
     "DataError",
+    "DatasetNotFoundError",
     "DataLoader",
     "Dataset",
     "FashionMNIST",
+    "Grayscale",
     "IterableDataset",
     "MNIST",
     "Normalize",
@@ -61,6 +68,8 @@ __all__ = [
     "RandomSampler",
     "RandomHorizontalFlip",
     "RandomRotation",
+    "RandomVerticalFlip",
+    "Resize",
     "Sampler",
     "SequentialSampler",
     "Subset",
