@@ -51,6 +51,23 @@ def networks(models):
     return {**models.SEED_NETWORKS, **models.COLOUR_NETWORKS}
 
 
+class TorchBatches:
+    """A tinyconv DataLoader whose batches come out as torch tensors (sharing memory)."""
+
+    def __init__(self, loader, torch):
+        self.loader, self.torch = loader, torch
+
+    def __iter__(self):
+        for batch in self.loader:
+            yield [self.torch.from_numpy(t.numpy()) for t in batch]
+
+    def __getattr__(self, name):  # len(), .dataset, .generator: the loader's
+        return getattr(self.loader, name)
+
+    def __len__(self):
+        return len(self.loader)
+
+
 class Backend:
     """The framework the example runs on: its module (``lib``), models, device and data plumbing."""
 
@@ -80,12 +97,8 @@ class Backend:
             raise SystemExit(f"error: unknown backend {name!r}: choose tinyconv or torch")
 
     def loader(self, dataset, batch_size, shuffle=False, seed=None):
-        collate = None
-        if self.name == "torch":
-            torch = self.lib
-            collate = lambda x, y: (torch.from_numpy(x), torch.from_numpy(y))  # noqa: E731
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=seed,
-                          collate_fn=collate)
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=seed)
+        return loader if self.name == "tinyconv" else TorchBatches(loader, self.lib)
 
     def build(self, model_name: str, seed: int):
         """The network, initialised by tinyconv with ``seed``; the torch twin gets those weights,

@@ -82,8 +82,23 @@ def load_dataset(model, data_dir, train):
 
 def loader(dataset, batch_size, shuffle=False, seed=0):
     """Batches of NumPy arrays (float32 images, int64 labels), in an order fixed by ``seed``."""
-    return tinyconv.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle,
-                                    generator=seed, collate_fn=lambda x, y: (x, y))
+    batches = tinyconv.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle,
+                                       generator=seed)
+    return NumpyBatches(batches)
+
+
+class NumpyBatches:
+    """A tinyconv DataLoader whose batches come out as NumPy arrays (no copy)."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __iter__(self):
+        for batch in self.loader:
+            yield tuple(t.numpy() for t in batch)
+
+    def __len__(self):
+        return len(self.loader)
 
 
 def make_twins(model, dtype, device, seed=0):
