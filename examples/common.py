@@ -446,16 +446,31 @@ RUN_MARKERS = ("checkpoint.npz", "best.npz", "metrics.json")
 
 
 def check_writable(folder, option):
-    """Create ``folder`` if needed and write and remove a probe file in it; else stop."""
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        fail(f"{option} {folder}: this is a file, not a folder")
+    """Stop unless ``folder`` can be created (if missing) and written; change nothing.
+
+    The test is the real thing: a probe file is written and removed, in ``folder`` or, when it
+    does not exist yet, in its nearest existing parent (the folder itself is made only when
+    the run starts, so that a refused command line leaves no trace).
+    """
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        what = "this is a file" if existing == os.path.abspath(folder) else f"{existing} is a file"
+        fail(f"{option} {folder}: {what}, not a folder")
     try:
-        os.makedirs(folder, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=existing)
         os.close(fd)
         os.remove(probe)
     except OSError as exc:
         fail(f"{option} {folder}: cannot write there ({exc.strerror or _one_line(exc)})")
+
+
+def make_folder(folder, option):
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        fail(f"{option} {folder}: cannot create it ({exc.strerror or _one_line(exc)})")
 
 
 def check_out_dir(out_dir, *, overwrite, resume=None, markers=RUN_MARKERS,
@@ -717,6 +732,9 @@ def _train(args, out_dir, progress, *, title, dataset_cls, transform, criterion_
                   f"from epoch {start_epoch} on")
 
     # 3. The folder: the previous run's outputs go (--overwrite), the example's own files come.
+    make_folder(out_dir, "--out")
+    if args.export_onnx:
+        make_folder(os.path.dirname(os.path.abspath(args.export_onnx)), "--export-onnx")
     for name in old_outputs:
         os.remove(os.path.join(out_dir, name))
     progress["removed"] = old_outputs
@@ -730,7 +748,7 @@ def _train(args, out_dir, progress, *, title, dataset_cls, transform, criterion_
     print(f"{title} on {args.backend} ({device}): {len(train_set):,} train / {len(test_set):,} "
           f"test images, {n_params:,} parameters, {args.optimizer} "
           f"lr={optimizer.param_groups[0]['lr']:g}, batch {args.batch_size}, epochs "
-          f"{start_epoch}..{args.epochs}, writing to {out_dir}")
+          f"{start_epoch}..{args.epochs}, writing to {out_dir}", flush=True)
     run_start = time.perf_counter()
     try:
         for epoch in range(start_epoch, args.epochs + 1):

@@ -72,6 +72,7 @@ def fc_vs_cnn(args):
 
 
 def _fc_vs_cnn(args, out_dir, old_outputs):
+    os.makedirs(out_dir, exist_ok=True)
     for name in old_outputs:  # --overwrite
         os.remove(os.path.join(out_dir, name))
     backend = Backend(args.backend, args.device)
