@@ -143,6 +143,10 @@ BAD = {
     "export-onnx-existing": (["--out", "new", "--export-onnx", "bad/a-file"],
                              ["--export-onnx bad/a-file", "--overwrite"]),
 }
+if sys.platform.startswith("linux") and os.path.isdir("/sys"):
+    # sysfs takes no new files, even from root (for whom a chmod'ed folder stays writable).
+    BAD["out-not-writable"] = (["--out", "/sys/tinyconv-run"],
+                               ["--out /sys/tinyconv-run", "cannot write there"])
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
