@@ -590,7 +590,7 @@ def interrupted_message(args, progress):
 
 def _evaluate_checkpoint(args, title, dataset_cls, transform, criterion_name):
     """--evaluate: the test loss and accuracy of a checkpoint; writes nothing."""
-    ckpt = _load_checkpoint(args.evaluate, "--evaluate")
+    ckpt = load_checkpoint(args.evaluate, "--evaluate")
     if "model" not in ckpt:  # a bare state_dict, e.g. tinyconv.save(model.state_dict(), p)
         ckpt = {"model": ckpt}
     saved_model = ckpt.get("model_name")
@@ -680,7 +680,7 @@ def _train(args, out_dir, progress, *, title, dataset_cls, transform, criterion_
     # 1. Everything that can be refused, before any work.
     ckpt, lr_change = None, None
     if args.resume:
-        ckpt = _load_checkpoint(args.resume, "--resume")
+        ckpt = load_checkpoint(args.resume, "--resume")
         lr_change = check_resume(args, ckpt)
     args.lr = DEFAULT_LR if args.lr is None else args.lr
     args.momentum = DEFAULT_MOMENTUM if args.momentum is None else args.momentum
@@ -820,12 +820,15 @@ def export_onnx(backend, model, model_name, path):
     print(f"exported ONNX model to {path}")
 
 
-def _load_checkpoint(path, option):
+def load_checkpoint(path, option):
     """The checkpoint at ``path`` (a dict); else one line naming ``option`` and the problem."""
     try:
         ckpt = tinyconv.load(path)
     except (tinyconv.CheckpointError, OSError) as exc:
-        fail(f"{option} {path}: {_one_line(exc)}")
+        message = _one_line(exc)
+        if message.startswith(f"{path}: "):  # CheckpointError's messages name the file too
+            message = message[len(f"{path}: "):]
+        fail(f"{option} {path}: {message}")
     if not isinstance(ckpt, dict):
         fail(f"{option} {path}: expected a checkpoint holding a dict, found "
              f"{type(ckpt).__name__}")
