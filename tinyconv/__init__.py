@@ -24,6 +24,7 @@ from tinyconv import _threads  # noqa: E402,F401 - picks numba's threading layer
 import numpy as _np
 
 from tinyconv import _malloc  # noqa: F401 - keeps freed buffers for the next step (see there)
+from tinyconv._devices import require_cpu as _require_cpu
 from tinyconv import autograd, nn, optim  # noqa: F401
 from tinyconv import random as _random
 from tinyconv.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
@@ -67,6 +68,7 @@ def _make(arr, dtype, requires_grad):
 
 def tensor(data, dtype=None, device=None, requires_grad=False):  # noqa: A002
     """A new tensor holding a copy of ``data`` (Python floats -> float32, ints -> int64)."""
+    _require_cpu(device)
     t = Tensor(data, dtype=dtype)
     if isinstance(data, (_np.ndarray, Tensor)) and t._data is (data._data if isinstance(
             data, Tensor) else data):
@@ -83,6 +85,7 @@ def from_numpy(array):
 
 
 def as_tensor(data, dtype=None, device=None):  # noqa: A002
+    _require_cpu(device)
     if isinstance(data, Tensor) and dtype is None:
         return data
     return Tensor(data, dtype=dtype)
@@ -93,18 +96,22 @@ def is_tensor(obj):
 
 
 def zeros(*size, dtype=None, requires_grad=False, device=None):  # noqa: A002
+    _require_cpu(device)
     return _make(_np.zeros(_size(size), dtype=_dt(dtype, float32)), None, requires_grad)
 
 
 def ones(*size, dtype=None, requires_grad=False, device=None):  # noqa: A002
+    _require_cpu(device)
     return _make(_np.ones(_size(size), dtype=_dt(dtype, float32)), None, requires_grad)
 
 
 def empty(*size, dtype=None, requires_grad=False, device=None):  # noqa: A002
+    _require_cpu(device)
     return zeros(*size, dtype=dtype, requires_grad=requires_grad)
 
 
 def full(size, fill_value, dtype=None, requires_grad=False, device=None):  # noqa: A002
+    _require_cpu(device)
     if dtype is None:
         dtype = int64 if isinstance(fill_value, _numbers.Integral) else float32
     return _make(_np.full(_size((size,)), fill_value, dtype=dtype), None, requires_grad)
@@ -124,6 +131,7 @@ def eye(n, m=None, dtype=None, requires_grad=False):
 
 def randn(*size, dtype=None, requires_grad=False, generator=None, device=None):  # noqa: A002
     """Standard normal samples from tinyconv's generator (not torch's numbers)."""
+    _require_cpu(device)
     rng = generator or _random.default_generator
     work = _np.float64 if dtype is not None and _np.dtype(dtype) == float64 else _np.float32
     arr = rng.standard_normal(_size(size), dtype=work)
@@ -132,6 +140,7 @@ def randn(*size, dtype=None, requires_grad=False, generator=None, device=None): 
 
 def rand(*size, dtype=None, requires_grad=False, generator=None, device=None):  # noqa: A002
     """Uniform samples in [0, 1) from tinyconv's generator."""
+    _require_cpu(device)
     rng = generator or _random.default_generator
     work = _np.float64 if dtype is not None and _np.dtype(dtype) == float64 else _np.float32
     arr = rng.random(_size(size), dtype=work)
@@ -139,6 +148,7 @@ def rand(*size, dtype=None, requires_grad=False, generator=None, device=None):  
 
 
 def randint(low, high=None, size=(), dtype=None, generator=None, device=None):  # noqa: A002
+    _require_cpu(device)
     if high is None:
         low, high = 0, low
     rng = generator or _random.default_generator
@@ -146,11 +156,13 @@ def randint(low, high=None, size=(), dtype=None, generator=None, device=None):  
 
 
 def randperm(n, dtype=None, generator=None, device=None):  # noqa: A002
+    _require_cpu(device)
     rng = generator or _random.default_generator
     return _make(rng.permutation(n).astype(_np.int64), dtype, False)
 
 
 def arange(start, end=None, step=1, dtype=None, requires_grad=False, device=None):  # noqa: A002
+    _require_cpu(device)
     if end is None:
         start, end = 0, start
     if step == 0:
@@ -253,6 +265,19 @@ allclose = _forward("allclose")
 numel = _forward("numel")
 t = _forward("t")
 
+from tinyconv import accelerator, backends, cuda  # noqa: E402,F401 - devices tinyconv lacks
 from tinyconv import data, models, utils  # noqa: E402,F401 - after Tensor exists
 from tinyconv.summary import summary  # noqa: E402
 from tinyconv import viz  # noqa: E402
+
+
+# Subpackages imported on first use, so that ``import tinyconv`` stays fast: ``tinyconv.onnx``
+# (``torch.onnx.export(...)`` right after ``import torch``) and ``tinyconv.vision``.
+_LAZY_SUBMODULES = ("onnx", "vision")
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+        return importlib.import_module(f"tinyconv.{name}")
+    raise AttributeError(f"module 'tinyconv' has no attribute {name!r}")
