@@ -420,3 +420,49 @@ def test_batch_norm_on_empty_batch_like_torch(training, shape):
     assert a[0] == b[0] and a[1] == b[1] and a[5] == b[5]
     for u, v in zip(a[2:5], b[2:5]):
         np.testing.assert_array_equal(v, u)
+
+
+# ---------------------------------------------------------------------------------------------
+# inplace=True in the functional and module API changes the input, as in torch
+
+
+@pytest.mark.parametrize("make", [
+    lambda lib: (lambda x: lib.nn.functional.relu(x, inplace=True)),
+    lambda lib: lib.nn.ReLU(inplace=True),
+])
+def test_relu_inplace_changes_its_input_and_keeps_gradients(make):
+    x0 = np.array([[-1.0, 2.0], [3.0, -4.0]])
+    res = {}
+    for lib in (torch, tinyconv):
+        w = lib.tensor(x0, requires_grad=True)
+        h = w * 2
+        out = make(lib)(h)
+        assert out is h  # the input itself is returned, changed
+        (out * out).sum().backward()
+        res[lib.__name__] = (np.array(h.detach().numpy()), np.array(w.grad.numpy()))
+    for a, b in zip(res["torch"], res["tinyconv"]):
+        np.testing.assert_array_equal(b, a)
+
+
+def test_dropout_inplace_changes_its_input():
+    tinyconv.manual_seed(0)
+    x = tinyconv.ones(4, 5, requires_grad=True)
+    h = x * 1.0
+    out = tinyconv.nn.Dropout(0.5, inplace=True)(h)
+    assert out is h
+    out.sum().backward()
+    kept = h.detach().numpy() != 0
+    np.testing.assert_array_equal(x.grad.numpy(), np.where(kept, 2.0, 0.0))
+
+
+def test_backward_after_optimizer_step_refuses_stale_weights_like_torch():
+    for lib in (torch, tinyconv):
+        lib.manual_seed(0)
+        fc = lib.nn.Linear(3, 2)
+        opt = lib.optim.SGD(fc.parameters(), lr=0.1)
+        x = lib.ones(4, 3, requires_grad=True)  # so that backward needs the weights
+        loss = (fc(x) ** 2).sum()
+        loss.backward(retain_graph=True)
+        opt.step()
+        with pytest.raises(RuntimeError, match=VERSION_ERROR):
+            loss.backward()

@@ -331,7 +331,10 @@ def dropout(input, p=0.5, training=True, inplace=False):  # noqa: A002
     _check_p("dropout", p)
     if not training or p == 0.0:
         return input
-    return N.Dropout.apply(input, _dropout_mask(input.shape, p, input.dtype))
+    mask = _dropout_mask(input.shape, p, input.dtype)
+    if inplace:
+        return input.mul_(Tensor._wrap(mask))
+    return N.Dropout.apply(input, mask)
 
 
 def dropout2d(input, p=0.5, training=True, inplace=False):  # noqa: A002
@@ -352,11 +355,17 @@ def dropout2d(input, p=0.5, training=True, inplace=False):  # noqa: A002
     if not training or p == 0.0:
         return input
     noise = tuple(input.shape[:2]) + (1,) * (input.ndim - 2)
-    return N.Dropout.apply(input, _dropout_mask(noise, p, input.dtype))
+    mask = _dropout_mask(noise, p, input.dtype)
+    if inplace:
+        return input.mul_(Tensor._wrap(mask))
+    return N.Dropout.apply(input, mask)
 
 
 def relu(input, inplace=False):  # noqa: A002
+    """max(input, 0); with ``inplace=True`` the input tensor itself is changed and returned."""
     _check_tensor("relu", "input", input)
+    if inplace:
+        return input.relu_()
     return E.ReLU.apply(input)
 
 
