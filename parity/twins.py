@@ -136,7 +136,8 @@ def shared_dropout_torch(first, second, seed=0):
     for side, model in (("tinyconv", first), ("torch", second)):  # the source's two queues
         for name, m in model.named_modules():
             if _is_dropout(m, torch.nn):
-                patches.append((m, lambda _f, m=m, n=name, k=type(m).__name__, s=side:
+                # the defaults bind this module's values now, not the loop's last ones
+                patches.append((m, lambda _f, m=m, n=name, k=type(m).__name__, s=side:  # noqa: B008
                                 _torch_dropout_forward(m, n, k, source, s)))
     with _patched_forwards(patches):
         yield source

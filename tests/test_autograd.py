@@ -22,7 +22,7 @@ def _leaf(lib, values):
 def _same_in_both(scenario):
     """Run ``scenario(lib)`` (which returns tensors) with tinyconv and torch; compare."""
     tiny, ref = scenario(tinyconv), scenario(torch)
-    for a, e in zip(tiny, ref):
+    for a, e in zip(tiny, ref, strict=True):
         assert_close(a, e, **F64)
     return tiny
 

@@ -38,9 +38,9 @@ from tinyconv.data import (
     default_collate,
     default_root,
     read_idx,
+    transforms,
     write_idx,
 )
-from tinyconv.data import transforms
 from tinyconv.data.idx import idx_bytes
 
 
@@ -605,8 +605,8 @@ def test_random_crop_shapes_and_content():
     padded = np.pad(x, ((0, 0), (0, 0), (2, 2), (2, 2)))
     offsets = set()
     for i in range(n):  # find each window in the padded image: it must be an exact slice
-        matches = [(t, l) for t in range(h + 4 - 4 + 1) for l in range(w + 4 - 5 + 1)
-                   if np.array_equal(padded[i, :, t:t + 4, l:l + 5], out[i])]
+        matches = [(top, left) for top in range(h + 4 - 4 + 1) for left in range(w + 4 - 5 + 1)
+                   if np.array_equal(padded[i, :, top:top + 4, left:left + 5], out[i])]
         assert len(matches) == 1
         offsets.add(matches[0])
     assert len(offsets) > 10  # per-image offsets

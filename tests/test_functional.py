@@ -311,7 +311,8 @@ def test_batch_norm_matches_torch(shape, training, affine, buffers, momentum, dt
              arrays, contiguous=contiguous, **TOL[dtype])
     # The running statistics are updated in place in training (unbiased variance), kept in eval.
     if buffers:
-        for name, tiny_b, torch_b in zip(("running_mean", "running_var"), tiny_buf, torch_buf):
+        for name, tiny_b, torch_b in zip(("running_mean", "running_var"), tiny_buf, torch_buf,
+                                         strict=True):
             assert_close(tiny_b, torch_b.to(torch.from_numpy(x).dtype), what=name, **TOL[dtype])
         if not training:
             np.testing.assert_array_equal(tiny_buf[0].numpy(), mean0)

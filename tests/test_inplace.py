@@ -88,7 +88,7 @@ def test_setitem_with_a_tensor_that_requires_grad():
         y[1] = w * w
         return (y * y).sum()
 
-    for a, b in zip(_grads(torch, program, x0, w0), _grads(tinyconv, program, x0, w0)):
+    for a, b in zip(_grads(torch, program, x0, w0), _grads(tinyconv, program, x0, w0), strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-12)
 
 
@@ -182,7 +182,7 @@ def test_every_inplace_method_matches_torch(name, before):
         assert VERSION_ERROR in result
         assert t_status == "error", f"tinyconv refused where torch computed: {result}"
     else:
-        for mine, right in zip(result, truth):
+        for mine, right in zip(result, truth, strict=True):
             if right is None:
                 assert mine is None or not mine.any()
             else:
@@ -275,7 +275,7 @@ def test_random_programs_give_true_gradients_or_torchs_refusal(steps, seed):
         assert t_status == "error", f"tinyconv refused where torch computed: {result}"
         return
     truth = _grads(torch, _random_program(steps, clone_before_inplace=True), x0, w0)
-    for mine, right in zip(result, truth):
+    for mine, right in zip(result, truth, strict=True):
         if right is None:
             assert mine is None or not mine.any()
         else:
@@ -334,7 +334,7 @@ def test_autograd_grad_matches_torch_and_leaves_grad_alone():
         (gw,) = lib.autograd.grad(out1, w, grad_outputs=lib.tensor(2.0, dtype=lib.float64))
         res[lib.__name__] = [np.array(g.numpy()) for g in (gx, gh, gw)]
         assert x.grad is None and w.grad is None
-    for a, b in zip(res["torch"], res["tinyconv"]):
+    for a, b in zip(res["torch"], res["tinyconv"], strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-10)  # tanh differs from torch's by ulps
 
 
@@ -356,32 +356,37 @@ def _net(lib):
                              lib.nn.Linear(4 * 4 * 4, 3))
 
 
+def _run_with_hooks(lib, model, x0):
+    """Hook four of ``model``'s layers, run forward and backward on ``x0``; what the hooks saw."""
+    log = []
+    model[0].register_forward_pre_hook(lambda m, a: log.append(("pre", a[0].shape[0])))
+    model[1].register_forward_hook(
+        lambda m, a, o: log.append(("bn-out", np.array(o.detach().numpy()))))
+    model[2].register_full_backward_hook(lambda m, gi, go: log.append(
+        ("relu-bw", np.array(gi[0].numpy()), np.array(go[0].numpy()))))
+    model[3].register_full_backward_pre_hook(
+        lambda m, go: log.append(("pool-bw-pre", np.array(go[0].numpy()))))
+    # a forward hook may replace the output
+    model[5].register_forward_hook(lambda m, a, o: o * 2)
+    x = (torch if lib == "torch" else tinyconv).tensor(x0, requires_grad=True)
+    out = model(x)
+    out.sum().backward()
+    log.append(("x.grad", np.array(x.grad.numpy())))
+    log.append(("out", np.array(out.detach().numpy())))
+    return log
+
+
 def test_module_hooks_match_torch_and_turn_fusion_off():
     rng = np.random.default_rng(0)
     x0 = rng.normal(size=(2, 1, 8, 8))
     tnet = _net(torch).double()
     net = _net(tinyconv).double()
     net.load_state_dict({k: v.numpy() for k, v in tnet.state_dict().items()})
-    logs = {}
-    for lib, model in (("torch", tnet), ("tinyconv", net)):
-        log = logs[lib] = []
-        model[0].register_forward_pre_hook(lambda m, a: log.append(("pre", a[0].shape[0])))
-        model[1].register_forward_hook(
-            lambda m, a, o: log.append(("bn-out", np.array(o.detach().numpy()))))
-        model[2].register_full_backward_hook(lambda m, gi, go: log.append(
-            ("relu-bw", np.array(gi[0].numpy()), np.array(go[0].numpy()))))
-        model[3].register_full_backward_pre_hook(
-            lambda m, go: log.append(("pool-bw-pre", np.array(go[0].numpy()))))
-        # a forward hook may replace the output
-        model[5].register_forward_hook(lambda m, a, o: o * 2)
-        x = (torch if lib == "torch" else tinyconv).tensor(x0, requires_grad=True)
-        out = model(x)
-        out.sum().backward()
-        log.append(("x.grad", np.array(x.grad.numpy())))
-        log.append(("out", np.array(out.detach().numpy())))
+    logs = {lib: _run_with_hooks(lib, model, x0) for lib, model in (("torch", tnet),
+                                                                    ("tinyconv", net))}
     assert [e[0] for e in logs["torch"]] == [e[0] for e in logs["tinyconv"]]
-    for a, b in zip(logs["torch"], logs["tinyconv"]):
-        for u, v in zip(a[1:], b[1:]):
+    for a, b in zip(logs["torch"], logs["tinyconv"], strict=True):
+        for u, v in zip(a[1:], b[1:], strict=True):
             np.testing.assert_allclose(v, u, rtol=1e-9, atol=1e-12)
 
 
@@ -418,7 +423,7 @@ def test_batch_norm_on_empty_batch_like_torch(training, shape):
                                  np.array(bn.weight.grad.numpy()), tuple(x.grad.shape))
     a, b = results["torch"], results["tinyconv"]
     assert a[0] == b[0] and a[1] == b[1] and a[5] == b[5]
-    for u, v in zip(a[2:5], b[2:5]):
+    for u, v in zip(a[2:5], b[2:5], strict=True):
         np.testing.assert_array_equal(v, u)
 
 
@@ -440,7 +445,7 @@ def test_relu_inplace_changes_its_input_and_keeps_gradients(make):
         assert out is h  # the input itself is returned, changed
         (out * out).sum().backward()
         res[lib.__name__] = (np.array(h.detach().numpy()), np.array(w.grad.numpy()))
-    for a, b in zip(res["torch"], res["tinyconv"]):
+    for a, b in zip(res["torch"], res["tinyconv"], strict=True):
         np.testing.assert_array_equal(b, a)
 
 

@@ -15,17 +15,31 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinyconv.kernels.conv import (
-    col2im, col2im_reference, conv_out_size, im2col, im2col_reference, to_batch_major,
-    to_batch_major_reference, to_channel_major, to_channel_major_reference,
+from tinyconv.kernels.activation import (
+    PARALLEL_MIN,
+    relu_backward,
+    relu_backward_reference,
+    relu_forward,
+    relu_forward_reference,
 )
 from tinyconv.kernels.batchnorm import (
-    batch_norm_backward, batch_norm_backward_reference, batch_norm_eval, batch_norm_eval_reference,
+    batch_norm_backward,
+    batch_norm_backward_reference,
+    batch_norm_eval,
+    batch_norm_eval_reference,
     batch_norm_forward,
     batch_norm_forward_reference,
 )
-from tinyconv.kernels.activation import (
-    PARALLEL_MIN, relu_backward, relu_backward_reference, relu_forward, relu_forward_reference,
+from tinyconv.kernels.conv import (
+    col2im,
+    col2im_reference,
+    conv_out_size,
+    im2col,
+    im2col_reference,
+    to_batch_major,
+    to_batch_major_reference,
+    to_channel_major,
+    to_channel_major_reference,
 )
 from tinyconv.kernels.optim import adam_update, adam_update_reference
 from tinyconv.kernels.pool import (
@@ -393,7 +407,7 @@ def test_adam_update_equals_reference_bit_for_bit(dtype, wd, amsgrad, shape):
     ref = [a.copy() for a in state] + [None if vmax is None else vmax.copy()]
     adam_update(*fast, *scalars)
     adam_update_reference(*ref, *scalars)
-    for name, a, b in zip(("p", "g", "m", "v", "vmax"), fast, ref):
+    for name, a, b in zip(("p", "g", "m", "v", "vmax"), fast, ref, strict=True):
         if a is not None:
             np.testing.assert_array_equal(a, b, err_msg=name)
     assert not np.array_equal(fast[0], state[0])  # the parameter did move
@@ -416,13 +430,13 @@ def test_batch_norm_kernels_equal_reference(shape, dtype, data):
     # NOTE: allclose, not equal: the kernel accumulates its sums in float64, NumPy in the
     # input's dtype (pairwise); float64 agrees to rounding, float32 to a few ulps of the sums.
     rtol, atol = (1e-5, 1e-5) if dtype == np.float32 else (1e-12, 1e-12)
-    for name, a, b in zip(("y", "xhat", "mu", "var", "invstd"), fast, ref):
+    for name, a, b in zip(("y", "xhat", "mu", "var", "invstd"), fast, ref, strict=True):
         assert a.dtype == b.dtype == dtype, name
         np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=name)
     xhat, invstd = ref[1], ref[4]
     for name, a, b in zip(("gx", "ggamma", "gbeta"),
                           batch_norm_backward(gy, xhat, gamma, invstd),
-                          batch_norm_backward_reference(gy, xhat, gamma, invstd)):
+                          batch_norm_backward_reference(gy, xhat, gamma, invstd), strict=True):
         assert a.dtype == b.dtype == dtype, name
         np.testing.assert_allclose(a, b, rtol=rtol * 10, atol=atol * 10, err_msg=name)
 

@@ -299,7 +299,7 @@ def test_colour_networks_match_torch_in_float64(name):
     tloss.backward()
     assert loss.item() == pytest.approx(tloss.item(), rel=1e-9)
     grads = [(n, p.grad.numpy(), q.grad.numpy()) for (n, p), q in
-             zip(tiny.named_parameters(), twin.parameters())]
+             zip(tiny.named_parameters(), twin.parameters(), strict=True)]
     scale = max(np.abs(tg).max() for _, _, tg in grads)
     for n, g, tg in grads:
         np.testing.assert_allclose(g, tg, rtol=1e-9, atol=1e-12 * scale, err_msg=n)

@@ -53,5 +53,5 @@ def test_parity_snippet_moves_weights_both_ways():
     namespace = {"model": model, "torch": torch}
     exec(compile(code, "README.md", "exec"), namespace)
     twin = namespace["twin"]
-    for (k, a), b in zip(model.state_dict().items(), twin.state_dict().values()):
+    for (k, a), b in zip(model.state_dict().items(), twin.state_dict().values(), strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=k)

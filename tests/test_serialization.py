@@ -41,7 +41,7 @@ def test_round_trip_restores_model_optimizer_and_plain_values(tmp_path):
     fresh.load_state_dict(back["model"])
     opt2 = tinyconv.optim.Adam(fresh.parameters())
     opt2.load_state_dict(back["optimizer"])
-    for p, q in zip(model.parameters(), fresh.parameters()):
+    for p, q in zip(model.parameters(), fresh.parameters(), strict=True):
         np.testing.assert_array_equal(optimizer.state[p]["exp_avg"], opt2.state[q]["exp_avg"])
         assert optimizer.state[p]["step"] == opt2.state[q]["step"]
 
@@ -124,7 +124,7 @@ def test_torch_tensors_can_be_saved_and_loaded_into_torch(tmp_path):
     model.load_state_dict(state)
     back = TorchFashionCNN()
     back.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
-    for (k, a), b in zip(twin.state_dict().items(), back.state_dict().values()):
+    for (k, a), b in zip(twin.state_dict().items(), back.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
 
 

@@ -412,8 +412,9 @@ def test_comparisons_return_bool_tensors(op):
 def test_comparison_methods_and_logic():
     a, b = np.array([1, 2, 3]), np.array([1, 5, 3])
     for name in ("eq", "ne", "lt", "le", "gt", "ge"):
-        check_op(lambda x, y: getattr(x, name)(y), lambda x, y: getattr(x, name)(y), [a, b],
-                 grad=False, atol=0, rtol=0)
+        def compare(x, y, name=name):  # ``x.eq(y)`` etc.
+            return getattr(x, name)(y)
+        check_op(compare, compare, [a, b], grad=False, atol=0, rtol=0)
     check_op(lambda x, y: (x == y) & (x > 1), lambda x, y: (x == y) & (x > 1), [a, b],
              grad=False, atol=0, rtol=0)
     check_op(lambda x, y: ~(x == y) | (x > 2), lambda x, y: ~(x == y) | (x > 2), [a, b],
@@ -500,8 +501,8 @@ def test_tensor_copies_but_from_numpy_shares():
 def test_dtype_conversions_like_torch():
     arr = np.array([1.7, -2.2, 0.0])
     for name in ("float", "double", "long", "int", "bool", "half"):
-        check_op(lambda t: getattr(t, name)(), lambda t: getattr(t, name)(), [arr], grad=False,
-                 atol=0, rtol=0)
+        cast = operator.methodcaller(name)  # ``t.float()`` etc.
+        check_op(cast, cast, [arr], grad=False, atol=0, rtol=0)
     check_op(lambda t: t.to(tinyconv.float32), lambda t: t.to(torch.float32), [arr], **F32)
     # The gradient of a cast comes back in the input's dtype.
     x = tinyconv.tensor(arr, requires_grad=True)
@@ -620,9 +621,9 @@ def test_idiom_keepdim_max_eq_view_as_sum_item():
     target_arr = rng.integers(0, 10, 8)
     target_arr[:3] = output_arr[:3].argmax(1)  # some correct predictions
     results = []
-    for lib, (output, target) in (("tiny", (tinyconv.tensor(output_arr),
-                                            tinyconv.tensor(target_arr))),
-                                  ("torch", (torch.tensor(output_arr), torch.tensor(target_arr)))):
+    for _lib, (output, target) in (("tiny", (tinyconv.tensor(output_arr),
+                                             tinyconv.tensor(target_arr))),
+                                   ("torch", (torch.tensor(output_arr), torch.tensor(target_arr)))):
         pred = output.data.max(1, keepdim=True)[1]
         assert tuple(pred.shape) == (8, 1)
         correct = pred.eq(target.data.view_as(pred)).cpu().sum().item()
