@@ -26,7 +26,7 @@ class device:  # noqa: N801 - torch's name
             self.type, self.index = type.type, type.index
             return
         if isinstance(type, numbers.Integral) and not isinstance(type, bool):
-            type, index = "cuda", int(type)  # torch.device(0) is cuda:0
+            type, index = "cuda", int(type)  # noqa: A001 - torch.device(0) is cuda:0
         if not isinstance(type, str):
             raise TypeError(f"device(): expected a string such as 'cpu' or 'cuda:0', or a "
                             f"device, got {type!r}")

@@ -54,7 +54,7 @@ class Softmax(ArrayFunction):
 
 
 class NLLLoss(ArrayFunction):
-    """Input (N, C) log-probabilities, target (N,) int64; higher dims are flattened by the caller."""
+    """Input (N, C) log-probabilities, target (N,) int64; the caller flattens higher dims."""
 
     @staticmethod
     def forward(ctx, lp, target, weight, ignore_index, reduction):

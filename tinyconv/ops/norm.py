@@ -25,7 +25,10 @@ import numpy as np
 
 from tinyconv.autograd import ArrayFunction
 from tinyconv.kernels.batchnorm import (
-    batch_norm_backward, batch_norm_eval, batch_norm_forward, per_channel,
+    batch_norm_backward,
+    batch_norm_eval,
+    batch_norm_forward,
+    per_channel,
 )
 
 

@@ -2,8 +2,23 @@
 
 from tinyconv.nn.modules.container import ModuleList, Sequential
 from tinyconv.nn.modules.layers import (
-    AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, CrossEntropyLoss, Dropout,
-    Dropout2d, Flatten, Identity, Linear, LogSoftmax, MaxPool2d, NLLLoss, ReLU, Sigmoid, Softmax,
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    CrossEntropyLoss,
+    Dropout,
+    Dropout2d,
+    Flatten,
+    Identity,
+    Linear,
+    LogSoftmax,
+    MaxPool2d,
+    NLLLoss,
+    ReLU,
+    Sigmoid,
+    Softmax,
     Tanh,
 )
 from tinyconv.nn.modules.module import Module, Parameter

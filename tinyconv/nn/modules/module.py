@@ -256,7 +256,7 @@ class Module:
     def _cast(self, dtype):
         for m in self.modules():
             for registry in (m._parameters, m._buffers):
-                for key, t in registry.items():
+                for t in registry.values():
                     if t is not None and t.dtype.kind == "f" and t.dtype != dtype:
                         t._data = t._data.astype(dtype)
                         if t.grad is not None:
