@@ -318,7 +318,7 @@ def adam():
 
 def autograd_order():
     """f = x * x + x at x = 3: two paths from x to f; the engine's steps, printed as it runs."""
-    from tinyconv.autograd import _topological_order
+    from tinyconv.autograd.engine import _topological_order
 
     x = tinyconv.tensor([3.0], dtype=tinyconv.float64, requires_grad=True)
     sq = x * x

@@ -727,7 +727,7 @@ class Tensor:
     # by the differentiable out-of-place op from a snapshot of the old value, written into this
     # tensor's memory, and this tensor's grad_fn becomes that op's node. Backward then gives
     # the right gradients, and any node that saved the overwritten memory for its backward
-    # refuses to run (see the version counters in autograd.py).
+    # refuses to run (see tinyconv/autograd/version.py).
 
     def _tracks_inplace(self, *others):
         """Whether an in-place op on self (with ``others``) must be recorded in the graph."""

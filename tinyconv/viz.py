@@ -15,7 +15,7 @@ import os
 import shutil
 import subprocess
 
-from tinyconv.autograd import _topological_order
+from tinyconv.autograd.engine import _topological_order
 from tinyconv.tensor import Tensor
 
 __all__ = ["graph", "render"]

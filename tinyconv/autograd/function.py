@@ -168,7 +168,7 @@ class Function:
         if autograd.is_anomaly_enabled():
             for out in raw_outs:
                 if isinstance(out, Tensor):
-                    autograd._check_finite(out._data, cls, "forward")
+                    autograd.anomaly_mode._check_finite(out._data, cls, "forward")
 
         inputs = [a if isinstance(a, Tensor) else None for a in args]
         outs = []
