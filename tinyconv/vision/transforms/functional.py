@@ -13,6 +13,7 @@ import numpy as np
 from tinyconv.data import transforms as batch_ops
 from tinyconv.tensor import Tensor
 from tinyconv.vision import transforms as T
+from tinyconv.vision.transforms.base import _from_chw, _to_chw
 
 __all__ = [
     "center_crop", "crop", "get_dimensions", "hflip", "normalize", "pad", "resize",
@@ -22,8 +23,8 @@ __all__ = [
 
 def _run(img, owner, fn):
     """Apply ``fn(x, kind)`` to ``img`` seen as ``(..., C, H, W)``; return the same kind."""
-    x, kind = T._to_chw(img, owner)
-    out = T._from_chw(fn(x, kind), kind)
+    x, kind = _to_chw(img, owner)
+    out = _from_chw(fn(x, kind), kind)
     if isinstance(img, Tensor) and img.ndim == 2 and out.shape[0] == 1:
         return out[0]
     return out
@@ -31,7 +32,7 @@ def _run(img, owner, fn):
 
 def get_dimensions(img):
     """``[channels, height, width]`` of an image or a tensor."""
-    x, _ = T._to_chw(img, "get_dimensions")
+    x, _ = _to_chw(img, "get_dimensions")
     return [int(v) for v in x.shape[-3:]]
 
 
