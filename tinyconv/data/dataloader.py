@@ -17,9 +17,11 @@ torch's: a list of samples.
 
 ``num_workers > 0`` fetches whole batches in worker processes (see ``_worker``); batches and
 their random augmentation are the same for every ``num_workers``.
+
+This file holds the loader and its iterators; the datasets are in dataset.py, the collate
+functions in collate.py, the fetching of one batch in fetch.py.
 """
 
-import collections.abc
 import itertools
 import multiprocessing
 import numbers
@@ -30,145 +32,16 @@ import sys
 import time
 import warnings
 
-import numpy as np
-
 from tinyconv.data import _rng, _worker
+from tinyconv.data.collate import default_collate, default_convert
+from tinyconv.data.dataset import ArrayDataset, Dataset, IterableDataset, Subset
+from tinyconv.data.fetch import _Fetcher, _IterableFetcher, fetch_batch
 from tinyconv.data.sampler import BatchSampler, RandomSampler, Sampler, SequentialSampler
-from tinyconv.tensor import Tensor
 
-# ---- collate -------------------------------------------------------------------------------
-
-_COLLATE_HELP = ("default_collate: batch must contain tensors, numpy arrays, numbers, dicts or "
-                 "lists; found {}")
-
-
-def _is_text_array(array):
-    return array.dtype.kind in "SaUO"  # strings and objects: nothing to stack
-
-
-def default_collate(batch):
-    """Merge a list of samples into a batch, field by field, as torch's ``default_collate``.
-
-    Given the list ``batch`` of B samples, whose first element is ``elem``:
-
-    * tinyconv Tensors or NumPy arrays of one shape -> one Tensor, shape ``(B, *shape)``;
-    * NumPy scalars -> a Tensor of their dtype; Python ints -> int64; floats -> float64;
-      bools -> bool;
-    * strings -> the list unchanged;
-    * dicts -> a dict of collated values, key by key;
-    * tuples and lists (all of one length) -> a list (a namedtuple: the same namedtuple) of the
-      collated fields: ``[(x0, y0), (x1, y1)] -> [stack(x0, x1), tensor([y0, y1])]``.
-    """
-    elem = batch[0]
-    if isinstance(elem, Tensor):
-        return Tensor._wrap(np.stack([sample.detach().numpy() for sample in batch]))
-    if isinstance(elem, np.ndarray):
-        if _is_text_array(elem):
-            raise TypeError(_COLLATE_HELP.format(elem.dtype))
-        return Tensor._wrap(np.stack(batch))
-    if isinstance(elem, np.generic):
-        if _is_text_array(np.asarray(elem)):
-            return list(batch)
-        return Tensor._wrap(np.asarray(batch))
-    if isinstance(elem, bool):
-        return Tensor._wrap(np.asarray(batch, dtype=np.bool_))
-    if isinstance(elem, numbers.Integral):
-        return Tensor._wrap(np.asarray(batch, dtype=np.int64))
-    if isinstance(elem, numbers.Real):
-        return Tensor._wrap(np.asarray(batch, dtype=np.float64))
-    if isinstance(elem, (str, bytes)):
-        return list(batch)
-    if isinstance(elem, collections.abc.Mapping):
-        collated = {key: default_collate([sample[key] for sample in batch]) for key in elem}
-        try:
-            return type(elem)(collated)
-        except TypeError:  # a mapping type that cannot be built from a dict
-            return collated
-    if isinstance(elem, tuple) and hasattr(elem, "_fields"):  # a namedtuple
-        return type(elem)(*(default_collate(list(field)) for field in zip(*batch, strict=True)))
-    if isinstance(elem, collections.abc.Sequence):
-        if any(len(sample) != len(elem) for sample in batch):
-            raise RuntimeError("each element in list of batch should be of equal size")
-        fields = [default_collate(list(field)) for field in zip(*batch, strict=True)]
-        if isinstance(elem, tuple):
-            return fields  # a list, as torch does
-        try:
-            return type(elem)(fields)
-        except TypeError:
-            return fields
-    raise TypeError(_COLLATE_HELP.format(type(elem)))
-
-
-def default_convert(data):
-    """What the loader does to each sample when ``batch_size=None`` (no batching): NumPy
-    arrays and scalars become Tensors, inside dicts, tuples and lists too; all else stays."""
-    if isinstance(data, np.ndarray) or (isinstance(data, np.generic)
-                                        and not _is_text_array(np.asarray(data))):
-        return data if _is_text_array(np.asarray(data)) else Tensor._wrap(np.asarray(data))
-    if isinstance(data, collections.abc.Mapping):
-        return type(data)({key: default_convert(value) for key, value in data.items()})
-    if isinstance(data, tuple) and hasattr(data, "_fields"):
-        return type(data)(*(default_convert(value) for value in data))
-    if isinstance(data, (tuple, list)):
-        return type(data)(default_convert(value) for value in data)
-    return data
-
-
-def _unstack(stacked):
-    """The samples of a stacked batch: ``(images, labels) -> [(images[0], labels[0]), ...]``."""
-    return list(zip(*stacked, strict=True))
-
-
-def _fetch_batch(dataset, indices, collate_fn):
-    """One batch: the samples at ``indices``, collated (the fast path: see the module doc)."""
-    if hasattr(dataset, "__getitems__"):
-        samples = dataset.__getitems__(indices)
-        if isinstance(samples, list):  # torch's convention: a list of samples
-            return collate_fn(samples)
-        if collate_fn is default_collate:  # tinyconv's: a tuple of stacked fields
-            return [Tensor._wrap(np.ascontiguousarray(field)) for field in samples]
-        return collate_fn(_unstack(samples))
-    return collate_fn([dataset[i] for i in indices])
-
-
-class _Fetcher:
-    """``fetcher(dataset, indices)``: a batch (or, without batching, one converted sample).
-
-    A plain class, so that it pickles for the "spawn" start method when ``collate_fn`` does.
-    """
-
-    def __init__(self, collate_fn, auto_collation):
-        self.collate_fn, self.auto_collation = collate_fn, auto_collation
-
-    def __call__(self, dataset, indices):
-        if self.auto_collation:
-            return _fetch_batch(dataset, indices, self.collate_fn)
-        return self.collate_fn(dataset[indices])
-
-
-class _IterableFetcher:
-    """For an ``IterableDataset``: the next samples of this process's pass over it.
-
-    ``start_epoch`` begins a new pass; a call asks for as many samples as there are (dummy)
-    indices and raises StopIteration when the pass is over (or, with ``drop_last``, when
-    only an incomplete batch is left), as torch's fetcher does.
-    """
-
-    def __init__(self, collate_fn, auto_collation, drop_last):
-        self.collate_fn, self.auto_collation = collate_fn, auto_collation
-        self.drop_last = drop_last
-        self.samples = None
-
-    def start_epoch(self, dataset):
-        self.samples = iter(dataset)
-
-    def __call__(self, dataset, indices):
-        if not self.auto_collation:
-            return self.collate_fn(next(self.samples))
-        batch = list(itertools.islice(self.samples, len(indices)))
-        if not batch or (self.drop_last and len(batch) < len(indices)):
-            raise StopIteration
-        return self.collate_fn(batch)
+# The datasets and the collate functions live in their own files (dataset.py, collate.py,
+# fetch.py) and are importable from here too, as they were before.
+__all__ = ["ArrayDataset", "DataLoader", "Dataset", "IterableDataset", "Subset",
+           "default_collate", "default_convert", "fetch_batch"]
 
 
 class _InfiniteConstantSampler(Sampler):
@@ -176,101 +49,6 @@ class _InfiniteConstantSampler(Sampler):
 
     def __iter__(self):
         return itertools.repeat(None)
-
-
-def fetch_batch(dataset, indices):
-    """Return ``(images, labels)`` NumPy arrays for ``indices``, via ``__getitems__`` when the
-    dataset has tinyconv's stacked one, else stacking ``dataset[i]`` sample by sample."""
-    if hasattr(dataset, "__getitems__"):
-        stacked = dataset.__getitems__(indices)
-        if not isinstance(stacked, list):
-            return stacked
-        samples = stacked
-    else:
-        samples = [dataset[int(i)] for i in indices]
-    images = np.stack([np.asarray(image) for image, _ in samples])
-    labels = np.asarray([np.asarray(label) for _, label in samples])
-    return images, labels
-
-
-# ---- datasets ------------------------------------------------------------------------------
-
-
-class Dataset:
-    """Base class of map-style datasets: define ``__getitem__(index)`` and ``__len__``
-    (optionally ``__getitems__(indices)``, see the module docstring)."""
-
-    def __getitem__(self, index):
-        raise NotImplementedError(f"{type(self).__name__} must define __getitem__")
-
-
-class IterableDataset(Dataset):
-    """Base class of iterable-style datasets: define ``__iter__``, yielding samples.
-
-    The loader batches the samples in the order they come (no sampler, no shuffle). With
-    workers, every worker iterates its own copy of the dataset: split the work in ``__iter__``
-    with ``get_worker_info()`` (``id``, ``num_workers``), or each sample comes once per worker.
-    """
-
-    def __iter__(self):
-        raise NotImplementedError(f"{type(self).__name__} must define __iter__")
-
-
-class ArrayDataset(Dataset):
-    """A dataset over NumPy arrays ``images[i], labels[i]``, like torch's TensorDataset.
-
-    ``transform`` is applied to single images in ``__getitem__`` and to whole batches in
-    ``__getitems__``; labels are returned untouched (ints one by one, arrays for batches).
-    """
-
-    def __init__(self, images, labels, transform=None):
-        self.images = np.asarray(images)
-        self.labels = np.asarray(labels)
-        if len(self.images) != len(self.labels):
-            raise ValueError(f"images and labels differ in length: {len(self.images)} images, "
-                             f"{len(self.labels)} labels")
-        self.transform = transform
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, index):
-        image, label = self.images[index], self.labels[index]
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, label.item() if isinstance(label, np.generic) else label
-
-    def __getitems__(self, indices):
-        indices = np.asarray(indices, dtype=np.intp)
-        images = self.images[indices]
-        if self.transform is not None:
-            images = self.transform(images)
-        return images, self.labels[indices]
-
-
-class Subset(Dataset):
-    """The part of ``dataset`` at ``indices``, in that order, like torch.utils.data.Subset."""
-
-    def __init__(self, dataset, indices):
-        self.dataset = dataset
-        self.indices = np.asarray(indices, dtype=np.intp)
-        if self.indices.ndim != 1:
-            raise ValueError(f"indices must be one-dimensional, got shape {self.indices.shape}")
-
-    def __len__(self):
-        return len(self.indices)
-
-    def __getitem__(self, index):
-        return self.dataset[int(self.indices[index])]
-
-    def __getitems__(self, indices):
-        chosen = self.indices[np.asarray(indices, dtype=np.intp)]
-        if hasattr(self.dataset, "__getitems__"):
-            return self.dataset.__getitems__(chosen)
-        return [self.dataset[int(i)] for i in chosen]
-
-
-# ---- the loader ----------------------------------------------------------------------------
 
 
 def _default_context():
