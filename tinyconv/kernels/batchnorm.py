@@ -70,10 +70,9 @@ _FASTMATH = {"reassoc"}
 
 @njit(cache=True, fastmath=_FASTMATH)
 def channel_stats(x, channel_major, c, p):
-    """(mean, biased variance) of channel c of x + p, in float64; x (N, C, L), or (C, N, L) when
-    channel_major (a convolution's GEMM output, see tinyconv/ops/fused.py), p the convolution's
-    bias (else 0). Called once per channel by _stats_loops and by the fused kernels, so both
-    compute the very same sums."""
+    """(mean, biased variance) of channel c of x + p, in float64; x (N, C, L), or (C, N, L) when channel_major (a convolution's GEMM output, see
+    tinyconv/ops/fused.py), p the convolution's bias (else 0). Called once per channel by
+    _stats_loops and by the fused kernels, so both compute the very same sums."""
     N, L = (x.shape[1], x.shape[2]) if channel_major else (x.shape[0], x.shape[2])
     M = N * L
     total = 0.0
