@@ -166,7 +166,10 @@ def _tracing(model):
     """Patch the traced functions and methods and every module's forward; undo everything."""
     tracer = _Tracer(model)
     saved_f = {name: getattr(F, name) for name in _FUNCTIONAL}
-    saved_m = {name: Tensor.__dict__[name] for name in _METHODS}
+    # A method may be defined on Tensor or on one of the mixins it inherits (tensor_math.py...):
+    # the patch goes on Tensor, and is then undone by putting back (or removing) Tensor's own.
+    saved_m = {name: getattr(Tensor, name) for name in _METHODS}
+    own_m = {name: Tensor.__dict__[name] for name in _METHODS if name in Tensor.__dict__}
     wrapped = []
     try:
         for name, fn in saved_f.items():
@@ -182,8 +185,11 @@ def _tracing(model):
     finally:
         for name, fn in saved_f.items():
             setattr(F, name, fn)
-        for name, fn in saved_m.items():
-            setattr(Tensor, name, fn)
+        for name in saved_m:
+            if name in own_m:
+                setattr(Tensor, name, own_m[name])
+            else:
+                delattr(Tensor, name)
         for module in wrapped:
             module.__dict__.pop("forward", None)
 
