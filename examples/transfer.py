@@ -33,8 +33,15 @@ import time
 
 import numpy as np
 from common import (
-    Backend, evaluate, format_confusion, load_datasets, make_scheduler, save_plots, set_threads,
-    train_epoch, write_json,
+    Backend,
+    evaluate,
+    format_confusion,
+    load_datasets,
+    make_scheduler,
+    save_plots,
+    set_threads,
+    train_epoch,
+    write_json,
 )
 
 import tinyconv
@@ -144,7 +151,7 @@ def plot_data_exploration(train, test, out_dir):
     cols = 8
     rows = int(np.ceil(len(picks) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.4, rows * 1.6), squeeze=False)
-    for ax, i in zip(axes.ravel(), picks):
+    for ax, i in zip(axes.ravel(), picks, strict=False):  # the last row may have blanks
         ax.imshow(train_base.data[i], interpolation="nearest")
         ax.set_title(names[int(train_base.targets[i])], fontsize=8)
     for ax in axes.ravel():
