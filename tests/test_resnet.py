@@ -445,3 +445,32 @@ def test_torchvision_pth_file_loads_key_for_key(tmp_path):
     path.write_bytes(path.read_bytes()[:-4096])  # truncated
     with pytest.raises(_api.WeightsError, match=str(path)):
         models.load_state_dict_file(path)
+
+
+# ---- benchmarks/resnet.py ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_benchmark_script_smallest_settings(tmp_path):
+    pytest.importorskip("threadpoolctl")
+    import importlib.util
+    import json
+    import sys
+
+    bench = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         "benchmarks")
+    sys.path.insert(0, bench)
+    spec = importlib.util.spec_from_file_location("bench_resnet", os.path.join(bench,
+                                                                               "resnet.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--batches", "2", "--size", "32", "--rounds", "1", "--threads", "1",
+                 "--profile", "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "resnet.json").read_text())
+    (row,) = data["rows"]
+    assert row["tinyconv_torch_imported"] is False
+    for key in ("train_ratio", "eval_ratio", "peak_ratio", "train_tinyconv_s", "eval_torch_s"):
+        assert row[key] > 0, key
+    ops = dict(data["profile"]["ops"])
+    assert any(name.startswith("Conv2d.backward") for name in ops)
+    assert "Conv2d.forward" in (tmp_path / "resnet.md").read_text()
