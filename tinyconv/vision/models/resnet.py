@@ -82,7 +82,8 @@ class BasicBlock(nn.Module):
             identity = self.downsample(x)
 
         # x is used twice (here and by conv1): autograd adds the two gradients that reach it.
-        # NOTE: `+=` writes into out only when no graph is recorded; otherwise it is out + identity.
+        # `+=` and ReLU(inplace=True) write into out, as in torch; the graph records them, and
+        # the gradient of an addition passes to both terms unchanged.
         out += identity
         out = self.relu(out)
         return out
