@@ -453,3 +453,16 @@ def test_dropout_inplace_changes_its_input():
     out.sum().backward()
     kept = h.detach().numpy() != 0
     np.testing.assert_array_equal(x.grad.numpy(), np.where(kept, 2.0, 0.0))
+
+
+def test_backward_after_optimizer_step_refuses_stale_weights_like_torch():
+    for lib in (torch, tinyconv):
+        lib.manual_seed(0)
+        fc = lib.nn.Linear(3, 2)
+        opt = lib.optim.SGD(fc.parameters(), lr=0.1)
+        x = lib.ones(4, 3, requires_grad=True)  # so that backward needs the weights
+        loss = (fc(x) ** 2).sum()
+        loss.backward(retain_graph=True)
+        opt.step()
+        with pytest.raises(RuntimeError, match=VERSION_ERROR):
+            loss.backward()
