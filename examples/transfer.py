@@ -54,60 +54,21 @@ WEIGHTS = {"resnet18": vision_models.ResNet18_Weights.DEFAULT,
            "resnet34": vision_models.ResNet34_Weights.DEFAULT}
 
 
-# ---- resizing --------------------------------------------------------------------------------
+# ---- data --------------------------------------------------------------------------------------
 
 
-def bilinear_matrix(in_size, out_size):
-    """(out_size, in_size) weights of 1-D bilinear interpolation, torch's convention.
+def image_transform(resize):
+    """uint8 CIFAR batches -> float32 (N, 3, size, size), normalized with ImageNet's statistics.
 
-    ``F.interpolate(mode='bilinear', align_corners=False)``: output pixel i samples the input at
-    src = (i + 0.5) * in_size / out_size - 0.5 (clamped at 0), mixing the two nearest pixels
-    floor(src) and floor(src) + 1 (clamped at the edge) with weights 1 - frac and frac.
+    ``resize``: upsample 32 -> resize x resize first (bilinear, as torchvision's Resize), or
+    "none". The ImageNet weights were trained on 224x224 images: at CIFAR's own 32x32 the
+    final feature map is 1x1 and accuracy suffers.
     """
-    src = (np.arange(out_size) + 0.5) * (in_size / out_size) - 0.5
-    src = np.maximum(src, 0.0)
-    lo = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
-    hi = np.minimum(lo + 1, in_size - 1)
-    frac = src - lo
-    weights = np.zeros((out_size, in_size))
-    np.add.at(weights, (np.arange(out_size), lo), 1.0 - frac)
-    np.add.at(weights, (np.arange(out_size), hi), frac)
-    return weights
-
-
-class BilinearResize:
-    """Resize float (N, C, H, W) batches (or one (C, H, W) image) to ``size`` = (h, w) or n.
-
-    Separable: the rows are interpolated, then the columns, each one matrix product
-    (out = A_h @ x @ A_w^T). Equal to torch's bilinear interpolation without antialiasing,
-    which for upsampling (CIFAR's 32 -> 224) is also what torchvision's Resize computes.
-    NOTE: this example's own transform; tinyconv.data.transforms.Resize replaces it once it
-    exists (see ``resize_transform``).
-    """
-
-    def __init__(self, size):
-        self.size = (int(size), int(size)) if np.isscalar(size) else tuple(int(s) for s in size)
-        if len(self.size) != 2 or min(self.size) < 1:
-            raise ValueError(f"BilinearResize: size must be a positive int or a pair, got {size!r}")
-
-    def __call__(self, x):
-        x = np.asarray(x)
-        if x.ndim not in (3, 4) or x.dtype.kind != "f":
-            raise ValueError(f"BilinearResize expects float (C, H, W) or (N, C, H, W) (apply "
-                             f"ToTensor first), got {x.dtype} {x.shape}")
-        H, W = x.shape[-2:]
-        rows = bilinear_matrix(H, self.size[0]).astype(x.dtype)
-        cols = bilinear_matrix(W, self.size[1]).astype(x.dtype)
-        return np.ascontiguousarray(rows @ x @ cols.T)
-
-    def __repr__(self):
-        return f"{type(self).__name__}(size={self.size})"
-
-
-def resize_transform(size):
-    """tinyconv's Resize when the library has it, else this example's BilinearResize."""
-    library_resize = getattr(T, "Resize", None)
-    return library_resize((size, size)) if library_resize is not None else BilinearResize(size)
+    steps = [T.ToTensor()]
+    if resize != "none":
+        steps.append(T.Resize((resize, resize)))
+    steps.append(T.Normalize(IMAGENET_MEAN, IMAGENET_STD))
+    return T.Compose(steps)
 
 
 # ---- data exploration ------------------------------------------------------------------------
@@ -262,11 +223,7 @@ def main(argv=None, dataset_cls=CIFAR10):
     set_threads(backend, args.threads)
     lib, device = backend.lib, backend.device
 
-    steps = [T.ToTensor()]
-    if args.resize != "none":
-        steps.append(resize_transform(args.resize))
-    steps.append(T.Normalize(IMAGENET_MEAN, IMAGENET_STD))
-    transform = T.Compose(steps)
+    transform = image_transform(args.resize)
     train_set, test_set = load_datasets(dataset_cls, args.data_dir, transform, args.limit_train,
                                         args.seed, args.limit_test)
     class_names = list(dataset_cls.classes)

@@ -476,3 +476,29 @@ def test_benchmark_script_smallest_settings(tmp_path):
     ops = dict(data["profile"]["ops"])
     assert any(name.startswith("Conv2d.backward") for name in ops)
     assert "Conv2d.forward" in (tmp_path / "resnet.md").read_text()
+
+
+# ---- the weights' preprocessing preset ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["float", "uint8"])
+def test_weights_transforms_equal_torchvisions(kind):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (3, 240, 300), dtype=np.uint8)
+    if kind == "float":
+        image = image.astype(np.float32) / 255
+    preset = models.ResNet18_Weights.DEFAULT.transforms()
+    ours = preset(image)
+    theirs = torchvision.models.ResNet18_Weights.DEFAULT.transforms()(
+        torch.from_numpy(image)).numpy()
+    assert ours.shape == theirs.shape == (3, 224, 224) and ours.dtype == np.float32
+    # uint8 images are resized in uint8, rounded: a value may land one step (1/255) apart
+    atol = 1e-5 if kind == "float" else 1.01 / 255 / min(_api.ImageClassification(
+        crop_size=224).std)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=atol)
+    if kind == "uint8":
+        assert np.mean(np.abs(ours - theirs) > 1e-5) < 0.01
+    batch = preset(tinyconv.tensor(np.stack([image, image])))
+    assert isinstance(batch, tinyconv.Tensor) and tuple(batch.shape) == (2, 3, 224, 224)
+    with pytest.raises(ValueError, match="channels-first"):
+        preset(np.zeros((240, 300), dtype=np.uint8))

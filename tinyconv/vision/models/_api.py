@@ -169,6 +169,45 @@ def load_state_dict_from_url(url: str, model_dir: str | None = None, map_locatio
     return load_state_dict_file(path)
 
 
+class ImageClassification:
+    """torchvision's ImageNet preprocessing preset (``weights.transforms()``).
+
+    On channels-first images, one (C, H, W) or a batch (N, C, H, W), uint8 (0..255) or float
+    (0..1), as torchvision's tensor path: the shorter side resized to ``resize_size``
+    (bilinear, antialiased), the central ``crop_size`` square cut out, uint8 scaled to [0, 1],
+    then ``(x - mean[c]) / std[c]``. Returns float32, a Tensor for a Tensor, else an array.
+    """
+
+    def __init__(self, *, crop_size, resize_size=256, mean=(0.485, 0.456, 0.406),
+                 std=(0.229, 0.224, 0.225), interpolation="bilinear", antialias=True):
+        self.crop_size, self.resize_size = [crop_size], [resize_size]
+        self.mean, self.std = list(mean), list(std)
+        self.interpolation, self.antialias = interpolation, antialias
+
+    def __call__(self, img):
+        import numpy as np
+
+        from tinyconv.data import transforms as T
+        from tinyconv.tensor import Tensor
+
+        was_tensor = isinstance(img, Tensor)
+        x = img.numpy() if was_tensor else np.asarray(img)
+        if x.ndim not in (3, 4) or x.dtype.kind not in "uf":
+            raise ValueError(f"ImageClassification expects channels-first images (C, H, W) or "
+                             f"(N, C, H, W), uint8 or float, got {x.dtype} {x.shape}")
+        x = T.Resize(self.resize_size[0], self.interpolation, self.antialias)(x)
+        x = T.CenterCrop(self.crop_size[0])(x)
+        x = x.astype(np.float32) / np.float32(255) if x.dtype == np.uint8 else x.astype(
+            np.float32, copy=False)
+        x = T.Normalize(self.mean, self.std)(x)
+        return Tensor(x) if was_tensor else x
+
+    def __repr__(self):
+        return (f"{type(self).__name__}(crop_size={self.crop_size}, resize_size="
+                f"{self.resize_size}, mean={self.mean}, std={self.std}, interpolation="
+                f"{self.interpolation}, antialias={self.antialias})")
+
+
 @dataclass(eq=False)
 class Weights:
     """One set of published weights: where to get them, how to prepare images, and facts."""

@@ -26,9 +26,10 @@ torchvision's, so its ``state_dict`` (and its published ImageNet weights) load k
 from __future__ import annotations
 
 import warnings
+from functools import partial
 
 from tinyconv import nn
-from tinyconv.vision.models._api import Weights, WeightsEnum
+from tinyconv.vision.models._api import ImageClassification, Weights, WeightsEnum
 
 __all__ = ["ResNet", "BasicBlock", "ResNet18_Weights", "ResNet34_Weights", "resnet18",
            "resnet34"]
@@ -187,31 +188,16 @@ class ResNet(nn.Module):
 # published weights
 
 
-_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-def _imagenet_transforms(crop_size=224, resize_size=256):
-    """torchvision's ImageClassification preset is not in tinyconv: say what it does."""
-    raise NotImplementedError(
-        f"tinyconv has no ImageClassification preset yet: resize the images to {resize_size} "
-        f"(bilinear), center-crop {crop_size}, scale to [0, 1] and normalize with mean "
-        f"{_IMAGENET_MEAN} and std {_IMAGENET_STD} (weights.meta has these numbers)")
-
-
 _COMMON_META = {
     "min_size": (1, 1),
     "num_categories": 1000,
-    "mean": _IMAGENET_MEAN,
-    "std": _IMAGENET_STD,
-    "crop_size": 224,
-    "resize_size": 256,
 }
 
 
 class ResNet18_Weights(WeightsEnum):  # noqa: N801 - torchvision's name
     IMAGENET1K_V1 = Weights(
         url="https://download.pytorch.org/models/resnet18-f37072fd.pth",
-        transforms=_imagenet_transforms,
+        transforms=partial(ImageClassification, crop_size=224),
         meta={**_COMMON_META, "num_params": 11689512,
               "_metrics": {"ImageNet-1K": {"acc@1": 69.758, "acc@5": 89.078}}},
     )
@@ -221,7 +207,7 @@ class ResNet18_Weights(WeightsEnum):  # noqa: N801 - torchvision's name
 class ResNet34_Weights(WeightsEnum):  # noqa: N801 - torchvision's name
     IMAGENET1K_V1 = Weights(
         url="https://download.pytorch.org/models/resnet34-b627a593.pth",
-        transforms=_imagenet_transforms,
+        transforms=partial(ImageClassification, crop_size=224),
         meta={**_COMMON_META, "num_params": 21797672,
               "_metrics": {"ImageNet-1K": {"acc@1": 73.314, "acc@5": 91.42}}},
     )
