@@ -26,25 +26,6 @@ TOL64 = 1e-9
 SHAPE = (2, 3, 64, 64)
 
 
-def pth_supported():
-    """tinyconv.load reads PyTorch's .pth files (branch pth; skipped until it is merged)."""
-    buf = io.BytesIO()
-    torch.save({"w": torch.zeros(1)}, buf)
-    import tempfile
-    with tempfile.NamedTemporaryFile(suffix=".pth", delete=False) as f:
-        f.write(buf.getvalue())
-    try:
-        tinyconv.load(f.name)
-        return True
-    except Exception:  # noqa: BLE001 - any failure means: not supported yet
-        return False
-    finally:
-        os.unlink(f.name)
-
-
-needs_pth = pytest.mark.skipif(not pth_supported(), reason="tinyconv.load cannot read .pth yet")
-
-
 def pair(arch="resnet18", dtype=np.float64, seed=0, **kwargs):
     """(tinyconv model, torchvision model) holding the same (torchvision-drawn) weights."""
     torch.manual_seed(seed)
@@ -435,7 +416,6 @@ def test_bad_weight_files_name_the_file(tmp_path, damage):
         models.load_state_dict_file(path)
 
 
-@needs_pth
 def test_torchvision_pth_file_loads_key_for_key(tmp_path):
     theirs = torchvision.models.resnet18()
     path = tmp_path / "resnet18.pth"
@@ -444,6 +424,15 @@ def test_torchvision_pth_file_loads_key_for_key(tmp_path):
     ours.load_state_dict(models.load_state_dict_file(path))
     for key, value in theirs.state_dict().items():
         np.testing.assert_array_equal(ours.state_dict()[key].numpy(), value.numpy())
+    # the same file as torch.hub names it, found in the cache folder and checked by its hash
+    prefix = hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+    (tmp_path / f"resnet18-{prefix}.pth").write_bytes(path.read_bytes())
+    via_hub = models.resnet18()
+    via_hub.load_state_dict(models.load_state_dict_from_url(
+        f"https://example.invalid/resnet18-{prefix}.pth", model_dir=str(tmp_path),
+        progress=False))
+    np.testing.assert_array_equal(via_hub.fc.weight.detach().numpy(),
+                                  theirs.fc.weight.detach().numpy())
     path.write_bytes(path.read_bytes()[:-4096])  # truncated
     with pytest.raises(_api.WeightsError, match=str(path)):
         models.load_state_dict_file(path)
