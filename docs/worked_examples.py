@@ -404,6 +404,13 @@ EXAMPLES = {f.__name__: f for f in (conv_forward, conv_backward, maxpool_backwar
                                      batchnorm_backward, cross_entropy, adam, autograd_order,
                                      autograd_broadcast, autograd_inplace, autograd_hooks)}
 
+# the pages linear.md, relu.md, dropout.md, pooling.md, sgd-momentum.md, fusion.md
+if DOCS not in sys.path:
+    sys.path.insert(0, DOCS)
+import worked_layers  # noqa: E402
+
+EXAMPLES.update(worked_layers.EXAMPLES)
+
 BLOCK = re.compile(r"(<!-- example: (\w+) -->\n)(.*?)(<!-- /example -->)", re.S)
 
 
