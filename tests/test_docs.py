@@ -480,3 +480,17 @@ def test_traced_loops_are_numba_kernels():
     assert names
     for module, name in names:
         assert isinstance(getattr(importlib.import_module(module), name), CPUDispatcher), name
+
+
+def test_eval_with_gradients_fuses_only_relu_and_pooling():
+    """fusion.md: in eval mode with a backward possible, conv and batch norm run alone."""
+    from tinyconv.autograd import _topological_order
+    from tinyconv.models import FashionCNN
+
+    model = FashionCNN().eval()
+    x = tinyconv.tensor(np.zeros((2, 1, 28, 28), dtype=np.float32))
+    with pytest.warns(UserWarning, match="dropout2d"):  # fc1's output is 2-D, as in torch
+        y = model(x)
+    names = [node.name() for node in _topological_order(y.grad_fn)]
+    assert names.count("MaxPool2dReLUBackward") == 2
+    assert names.count("BatchNormBackward") == 2 and names.count("Conv2dBackward") == 2
