@@ -393,6 +393,21 @@ _PROPERTIES = {"ndim", "dtype", "numel", "shape", "requires_grad", "size", "is_l
                "grad", "grad_fn", "dim", "device", "training"}
 
 
+def _qualname(code, module_globals):
+    """``Class.method`` or ``function`` for a code object (Python 3.11 knows it; on 3.10 the
+    classes of the function's module are searched for it)."""
+    if hasattr(code, "co_qualname"):
+        return code.co_qualname
+    for obj in list(module_globals.values()):
+        if isinstance(obj, type):
+            for attr, value in vars(obj).items():  # methods, static/class methods, properties
+                for func in (value, getattr(value, "__func__", None),
+                             getattr(value, "fget", None), getattr(value, "fset", None)):
+                    if getattr(func, "__code__", None) is code:
+                        return f"{obj.__qualname__}.{attr}"
+    return code.co_name
+
+
 def trace_calls(fn):
     """(depth, file, function) of every tinyconv function ``fn()`` calls, nested as called,
     from ``sys.setprofile``; argument checks and bookkeeping helpers are left out."""
@@ -404,7 +419,7 @@ def trace_calls(fn):
         if not code.co_filename.startswith(_PKG):
             return
         if event == "call":
-            name = code.co_qualname
+            name = _qualname(code, frame.f_globals)
             last = name.rsplit(".", 1)[-1]
             keep = not (last.startswith(_QUIET) or "<" in name or last in _PROPERTIES)
             if keep:
