@@ -42,7 +42,12 @@ counters that catch in-place changes), grad_mode.py (no_grad and friends), anoma
 
 from tinyconv.autograd.anomaly_mode import detect_anomaly, is_anomaly_enabled, set_detect_anomaly
 from tinyconv.autograd.array_function import ArrayFunction
-from tinyconv.autograd.engine import backward, grad, unbroadcast
+from tinyconv.autograd.engine import (
+    _topological_order,  # noqa: F401 - used by docs/, viz
+    backward,
+    grad,
+    unbroadcast,
+)
 from tinyconv.autograd.function import Function, FunctionCtx, once_differentiable
 from tinyconv.autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from tinyconv.autograd.gradcheck import GradcheckError, gradcheck
