@@ -12,11 +12,7 @@ import zipfile
 
 import numpy as np
 
-from tinyconv._pth.format import (
-    LEGACY_PROTOCOL_VERSION,
-    MAGIC_NUMBER,
-    PICKLE_ERRORS,
-)
+from tinyconv._pth.format import LEGACY_PROTOCOL_VERSION, MAGIC_NUMBER, PICKLE_ERRORS
 from tinyconv._pth.unpickler import (
     CheckpointUnpickler,
     RefusedGlobal,

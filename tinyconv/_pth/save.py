@@ -12,11 +12,7 @@ import zipfile
 
 import numpy as np
 
-from tinyconv._pth.format import (
-    ALIGNMENT,
-    FILE_FORMAT_VERSION,
-    STORAGE_NAMES,
-)
+from tinyconv._pth.format import ALIGNMENT, FILE_FORMAT_VERSION, STORAGE_NAMES
 from tinyconv.nn.modules.module import Parameter
 from tinyconv.serialization import _as_array
 

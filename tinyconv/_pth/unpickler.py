@@ -10,10 +10,7 @@ import pickle
 
 import numpy as np
 
-from tinyconv._pth.format import (
-    STORAGE_DTYPES,
-    TORCH_DTYPES,
-)
+from tinyconv._pth.format import STORAGE_DTYPES, TORCH_DTYPES
 
 
 class _Inert:

@@ -10,10 +10,7 @@ import numpy as np
 from tinyconv.autograd.anomaly_mode import _anomaly_mode, _check_finite
 from tinyconv.autograd.grad_mode import _grad_mode
 from tinyconv.autograd.graph import Context, Node
-from tinyconv.autograd.version import (
-    _saved_versions,
-    _share_version_if_view,
-)
+from tinyconv.autograd.version import _saved_versions, _share_version_if_view
 
 
 class ArrayFunction:

@@ -13,9 +13,7 @@ import numpy as np
 from tinyconv.autograd.anomaly_mode import _anomaly_mode, _check_finite
 from tinyconv.autograd.grad_mode import no_grad
 from tinyconv.autograd.graph import Node
-from tinyconv.autograd.version import (
-    _check_saved_versions,
-)
+from tinyconv.autograd.version import _check_saved_versions
 
 
 def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -8,12 +8,7 @@ import numpy as np
 
 from tinyconv.data import _rng
 from tinyconv.data import transforms as batch_ops
-from tinyconv.vision.transforms.base import (
-    IMAGE,
-    InterpolationMode,
-    _interpolation,
-    _Transform,
-)
+from tinyconv.vision.transforms.base import IMAGE, InterpolationMode, _interpolation, _Transform
 
 
 def _check_size(size, owner):
