@@ -20,7 +20,7 @@ def _as_batch(x):
     raise ValueError(f"expected an image (C, H, W) or a batch (N, C, H, W), got shape {x.shape}")
 
 
-def _pair(value, what):
+def _size_pair(value, what):
     """Turn ``n`` or ``(h, w)`` into ``(h, w)``."""
     if isinstance(value, numbers.Number):
         return int(value), int(value)
@@ -179,7 +179,7 @@ def center_crop(x, size):
     top-left corner of the window is ``round((H - h) / 2), round((W - w) / 2)``, rounding halves
     to even as Python's ``round`` does.
     """
-    height, width = _pair(size, "size")
+    height, width = _size_pair(size, "size")
     x = np.asarray(x)
     image_h, image_w = x.shape[-2:]
     if height > image_h or width > image_w:

@@ -10,7 +10,7 @@ import numpy as np
 from tinyconv.data import _rng
 from tinyconv.data.transforms.functional import (
     _as_batch,
-    _pair,
+    _size_pair,
     center_crop,
     crop,
     hflip,
@@ -160,7 +160,7 @@ class RandomCrop:
     """
 
     def __init__(self, size, padding=None, generator=None):
-        self.size = _pair(size, "size")
+        self.size = _size_pair(size, "size")
         self.padding = padding
         self.generator = _rng.make_generator(generator)
 
@@ -226,7 +226,7 @@ class CenterCrop:
     """Cut the central ``size`` window of every image (see ``center_crop``)."""
 
     def __init__(self, size):
-        self.size = _pair(size, "size")
+        self.size = _size_pair(size, "size")
 
     def __call__(self, x):
         return center_crop(x, self.size)
