@@ -36,7 +36,7 @@ def _as_batch(x):
     raise ValueError(f"expected an image (C, H, W) or a batch (N, C, H, W), got shape {x.shape}")
 
 
-def _pair(value, what):
+def _size_pair(value, what):
     """Turn ``n`` or ``(h, w)`` into ``(h, w)``."""
     if isinstance(value, numbers.Number):
         return int(value), int(value)
@@ -198,7 +198,7 @@ def center_crop(x, size):
     top-left corner of the window is ``round((H - h) / 2), round((W - w) / 2)``, rounding halves
     to even as Python's ``round`` does.
     """
-    height, width = _pair(size, "size")
+    height, width = _size_pair(size, "size")
     x = np.asarray(x)
     image_h, image_w = x.shape[-2:]
     if height > image_h or width > image_w:
@@ -467,7 +467,7 @@ class RandomCrop:
     """
 
     def __init__(self, size, padding=None, generator=None):
-        self.size = _pair(size, "size")
+        self.size = _size_pair(size, "size")
         self.padding = padding
         self.generator = _rng.make_generator(generator)
 
@@ -559,7 +559,7 @@ class CenterCrop:
     """Cut the central ``size`` window of every image (see ``center_crop``)."""
 
     def __init__(self, size):
-        self.size = _pair(size, "size")
+        self.size = _size_pair(size, "size")
 
     def __call__(self, x):
         return center_crop(x, self.size)

@@ -1,24 +1,10 @@
-"""BatchNorm2d -> ReLU -> MaxPool2d(2, 2), and MaxPool2d(2, 2) with ReLU (either order), as
-single ops (kernels in tinyconv/kernels/fused.py), with or without the Conv2d before them.
+"""The fused ops as Functions: BatchNorm2d -> ReLU -> MaxPool2d(2, 2), and MaxPool2d(2, 2) with
+ReLU (either order), each with or without the Conv2d before them.
 
-``nn.Sequential`` calls them in place of the modules when they follow each other and nothing
-could tell the difference (the rules are in tinyconv/nn/fusion.py): the outputs are
-bit-identical to the modules run one by one, the running statistics move the same way, and the
-gradients are equal (for the batch norm, the same sums in another order). In the autograd graph
-the nodes become one, ``BatchNormReLUMaxPool2dBackward`` or ``MaxPool2dReLUBackward`` (with the
-convolution: ``Conv2dBatchNormReLUMaxPool2dBackward``, ``Conv2dMaxPool2dReLUBackward``);
-``tinyconv.nn.set_fusion(False)`` turns fusion off (e.g. to look at the unfused graph).
-
-With the convolution (``Conv2dBatchNormReLUMaxPool2d``, ``Conv2dMaxPool2dReLU``), the kernels
-read the convolution's GEMM output Y (OC, N, OH, OW) where it lies, adding the bias as they
-go, instead of a batch-major copy of it; and the backward pass writes the output gradient
-straight into that layout, which is the one the convolution's backward GEMMs take:
-
-    unfused:  Y = W @ cols -> y = Y + b, moved to (N, OC, OH, OW) -> batch norm ... -> out
-    fused:    Y = W @ cols -> batch norm (Y + b) ... -> out
-
-Two full-size passes over the activation fewer (the move in forward and its inverse in
-backward). The values are the same as unfused, bit for bit in the forward pass.
+When and why ``nn.Sequential`` uses them, and what they save: tinyconv/nn/fusion.py, the one
+place that explains fusion. Their loops: tinyconv/kernels/fused.py. With the convolution, the
+kernels read its GEMM output Y (OC, N, OH, OW) in place (tinyconv/ops/conv.py's
+``gemm_channel_major``) and hand back its gradient in that layout (``gradients``).
 """
 
 from __future__ import annotations
@@ -27,12 +13,7 @@ import numpy as np
 
 from tinyconv.autograd import Function
 from tinyconv.kernels import fused
-from tinyconv.ops.conv import (
-    backward_from_channel_major,
-    chunk_size,
-    gemm_channel_major,
-    output_size,
-)
+from tinyconv.ops.conv import chunk_size, gemm_channel_major, gradients, output_size
 from tinyconv.ops.norm import affine_or_default, eval_scale_shift, update_running_stats
 
 
@@ -131,7 +112,7 @@ class Conv2dBatchNormReLUMaxPool2d(Function):
         W, cols, Y, bias, y, at, gamma, mu, invstd = ctx.saved_tensors
         gY, ggamma, gbeta, gb = fused.backward(gy, Y, y, at, gamma, mu, invstd, True, bias)
         need = ctx.needs_input_grad
-        gx, gW, gb = backward_from_channel_major(gY, gb, cols, W, ctx.x_shape, ctx.geometry, need)
+        gx, gW, gb = gradients(gY, gb, cols, W, ctx.x_shape, ctx.geometry, need)
         return gx, gW, gb, ggamma if need[3] else None, gbeta if need[4] else None
 
 
@@ -152,5 +133,4 @@ class Conv2dMaxPool2dReLU(Function):
     def backward(ctx, gy):
         W, cols, y, at = ctx.saved_tensors
         gY, gb = fused.pool_relu_backward(gy, y, at, ctx.y_shape, channel_major=True)
-        return backward_from_channel_major(gY, gb, cols, W, ctx.x_shape, ctx.geometry,
-                                           ctx.needs_input_grad)
+        return gradients(gY, gb, cols, W, ctx.x_shape, ctx.geometry, ctx.needs_input_grad)

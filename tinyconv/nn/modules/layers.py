@@ -8,15 +8,12 @@ import numbers
 import numpy as np
 
 from tinyconv import tensor as T
+from tinyconv._utils import _pair
 from tinyconv.errors import ShapeError
 from tinyconv.nn import functional as F
 from tinyconv.nn import init
 from tinyconv.nn.modules.module import Module, Parameter
 from tinyconv.tensor import Tensor
-
-
-def _pair(v):
-    return (v, v) if isinstance(v, numbers.Integral) else tuple(v)
 
 
 def _positive_int(cls, name, value):
