@@ -22,7 +22,10 @@ import numpy as np
 
 from tinyconv.autograd import Function
 from tinyconv.kernels.batchnorm import (
-    batch_norm_backward, batch_norm_eval, batch_norm_forward, per_channel,
+    batch_norm_backward,
+    batch_norm_eval,
+    batch_norm_forward,
+    per_channel,
 )
 
 
