@@ -74,6 +74,7 @@ def gradients(gY, gb, cols, W, x_shape, geometry, need):
     # gb = sum of gy over batch and positions                   (OC,): given
     gb = gb if need_b else None
     # gW = gY · colsᵀ                                            (OC, K) -> (OC, C, KH, KW)
+    # (for a fused first layer by per-sample GEMMs: the same sum, see _weight_grad_per_sample)
     gW = None
     if need_w:
         gW = _weight_grad_per_sample(gY, cols, N) if _is_first_layer(need, W) else gY @ cols.T

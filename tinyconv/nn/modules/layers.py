@@ -57,7 +57,14 @@ class Linear(Module):
 
 
 class Conv2d(Module):
-    """2-D convolution; weight (out_channels, in_channels, KH, KW), bias (out_channels,)."""
+    """2-D convolution; weight (out_channels, in_channels, KH, KW), bias (out_channels,).
+
+    The call goes ``forward`` -> ``F.conv2d`` (checks the arguments) -> the Function
+    ``Conv2d`` of tinyconv/ops/conv.py (the math: im2col, one GEMM; backward: gb, gW, gx) ->
+    the loops of tinyconv/kernels/conv.py. Inside ``nn.Sequential``, a Conv2d followed by
+    BatchNorm2d, ReLU and MaxPool2d(2, 2) may run as one fused op instead, with the same
+    results: tinyconv/nn/fusion.py.
+    """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=True, padding_mode="zeros", device=None, dtype=None):
