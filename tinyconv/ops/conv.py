@@ -14,7 +14,7 @@ W2 = W.reshape(OC, K) the weights as a matrix. im2col and col2im: tinyconv/kerne
 docs/conv2d-forward.md and docs/conv2d-backward.md derive both passes; the loops by the
 definition are ``conv2d_naive`` in tinyconv/kernels/naive.py.
 
-Three speed cases, each in a named helper after the Function (they change no number):
+Three speed cases, each in a named helper after the op (they change no number):
 
 * evaluation (no backward will follow): :func:`_forward_in_chunks` runs the batch in chunks of
   samples, so each chunk's cols stays in the cache and nothing is kept;
@@ -29,14 +29,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyconv.autograd import Function
+from tinyconv.autograd import ArrayFunction
 from tinyconv.kernels.conv import col2im, conv_out_size, im2col, to_batch_major, to_channel_major
 
 CHUNK_ELEMENTS = 1 << 20  # cols entries per chunk when nothing is saved for backward (4 MB f32)
 SMALL_K = 32  # first layers with receptive fields up to this long: _first_layer_backward
 
 
-class Conv2d(Function):
+class Conv2d(ArrayFunction):
     @staticmethod
     def forward(ctx, x, W, b, stride, padding, dilation):
         geometry = (W.shape[2], W.shape[3], stride, padding, dilation)  # kh, kw, ...

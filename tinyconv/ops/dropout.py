@@ -6,10 +6,10 @@ that the expected value is unchanged::
 
 from __future__ import annotations
 
-from tinyconv.autograd import Function
+from tinyconv.autograd import ArrayFunction
 
 
-class Dropout(Function):
+class Dropout(ArrayFunction):
     @staticmethod
     def forward(ctx, x, mask):
         ctx.mask = mask

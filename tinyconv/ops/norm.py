@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyconv.autograd import Function
+from tinyconv.autograd import ArrayFunction
 from tinyconv.kernels.batchnorm import (
     batch_norm_backward,
     batch_norm_eval,
@@ -52,7 +52,7 @@ def eval_scale_shift(dtype, gamma, beta, running_mean, running_var, eps):
     return scale, beta - running_mean * scale, invstd
 
 
-class BatchNorm(Function):
+class BatchNorm(ArrayFunction):
     @staticmethod
     def forward(ctx, x, gamma, beta, running_mean, running_var, training, momentum, eps):
         gamma_, beta_ = affine_or_default(x.shape[1], x.dtype, gamma, beta)
