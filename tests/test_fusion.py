@@ -5,6 +5,9 @@ fused op against the three unfused ops (bit-identical outputs and running statis
 equal up to the order of the sums), and the rules for when nn.Sequential fuses.
 """
 
+import ast
+from pathlib import Path
+
 import numpy as np
 import pytest
 from helpers import F32, F64, check_op, draw_array, eval_fused_and_not, grad_check, run_fused
@@ -17,6 +20,7 @@ from tinyconv.kernels import fused
 from tinyconv.nn import fusion
 
 HYP = settings(max_examples=30, deadline=None, database=None)
+ROOT = Path(__file__).resolve().parents[1]
 DTYPES = [np.float32, np.float64]
 
 
@@ -199,3 +203,26 @@ def test_fused_ops_gradients_equal_finite_differences():
     w, b = rng.uniform(0.5, 1.5, 2), rng.standard_normal(2)
     grad_check(fused_bn, [x, w, b], atol=1e-6, rtol=1e-5)
     grad_check(fusion.max_pool2d_relu, [x], atol=1e-7, rtol=1e-5)
+
+
+# ---- structure: fusion lives in nn/fusion.py, imported at the top ---------------------------
+
+
+@pytest.mark.parametrize("path", ["tinyconv/nn/fusion.py", "tinyconv/nn/functional.py",
+                                  "tinyconv/nn/modules/container.py", "tinyconv/ops/conv.py",
+                                  "tinyconv/ops/fused.py", "tinyconv/kernels/fused.py"])
+def test_no_import_inside_functions(path):
+    """No import cycle worked around by importing inside a function (the modules on the path
+    from nn.Sequential to the fused kernels)."""
+    tree = ast.parse((ROOT / path).read_text())
+    inner = [f"{fn.name}: line {node.lineno}" for fn in ast.walk(tree)
+             if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+             for node in ast.walk(fn) if isinstance(node, (ast.Import, ast.ImportFrom))]
+    assert not inner, f"{path} imports inside functions: {inner}"
+
+
+def test_one_pair_helper():
+    """``_pair`` is defined once, in tinyconv/_utils.py."""
+    defined = [str(p.relative_to(ROOT)) for p in (ROOT / "tinyconv").rglob("*.py")
+               if "def _pair(" in p.read_text()]
+    assert defined == ["tinyconv/_utils.py"]
