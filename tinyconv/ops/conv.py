@@ -111,7 +111,6 @@ def _forward_in_chunks(x, W, b, geometry, y):
 
     Each chunk's cols (a few MB) stays in the cache for its GEMM, and nothing is kept for
     backward; at batch 1000 the whole cols matrix of FashionCNN's second layer would be 225 MB.
-    Each output is the same dot product as in one GEMM over the batch.
     """
     step = chunk_size(W, y.shape[2] * y.shape[3])
     for n0 in range(0, x.shape[0], step):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyconv.autograd import ArrayFunction
-from tinyconv.kernels import fused
+from tinyconv.kernels import fused as fused_kernels
 from tinyconv.ops.conv import chunk_size, gemm_channel_major, gradients, output_size
 from tinyconv.ops.norm import affine_or_default, eval_scale_shift, update_running_stats
 
@@ -22,7 +22,7 @@ class BatchNormReLUMaxPool2d(ArrayFunction):
     def forward(ctx, x, gamma, beta, running_mean, running_var, training, momentum, eps):
         gamma_, beta_ = affine_or_default(x.shape[1], x.dtype, gamma, beta)
         if training:
-            y, at, (mu, var, invstd) = fused.train_forward(x, gamma_, beta_, eps)
+            y, at, (mu, var, invstd) = fused_kernels.train_forward(x, gamma_, beta_, eps)
             update_running_stats(running_mean, running_var, mu, var, x.size // x.shape[1],
                                  momentum)
             ctx.save_for_backward(x, y, at, gamma_, mu, invstd)
@@ -30,13 +30,13 @@ class BatchNormReLUMaxPool2d(ArrayFunction):
         if ctx.recording:  # nn.Sequential never fuses evaluation when a backward will follow
             raise RuntimeError("BatchNormReLUMaxPool2d: no backward in evaluation mode")
         scale, shift, _ = eval_scale_shift(x.dtype, gamma_, beta_, running_mean, running_var, eps)
-        y, _ = fused.forward(x, gamma_, beta_, False, (scale, shift))
+        y, _ = fused_kernels.forward(x, gamma_, beta_, False, (scale, shift))
         return y
 
     @staticmethod
     def backward(ctx, gy):
         x, y, at, gamma, mu, invstd = ctx.saved_tensors
-        gx, ggamma, gbeta = fused.backward(gy, x, y, at, gamma, mu, invstd)
+        gx, ggamma, gbeta = fused_kernels.backward(gy, x, y, at, gamma, mu, invstd)
         need = ctx.needs_input_grad
         return (gx if need[0] else None, ggamma if need[1] else None,
                 gbeta if need[2] else None)
@@ -47,7 +47,7 @@ class MaxPool2dReLU(ArrayFunction):
 
     @staticmethod
     def forward(ctx, x):
-        y, at = fused.pool_relu_forward(x)
+        y, at = fused_kernels.pool_relu_forward(x)
         ctx.save_for_backward(y, at)
         ctx.x_shape = x.shape
         return y
@@ -55,7 +55,7 @@ class MaxPool2dReLU(ArrayFunction):
     @staticmethod
     def backward(ctx, gy):
         y, at = ctx.saved_tensors
-        return fused.pool_relu_backward(gy, y, at, ctx.x_shape)
+        return fused_kernels.pool_relu_backward(gy, y, at, ctx.x_shape)
 
 
 def _conv_epilogue(ctx, x, W, b, conv_args, epilogue):
@@ -97,11 +97,12 @@ class Conv2dBatchNormReLUMaxPool2d(ArrayFunction):
                 raise RuntimeError("Conv2dBatchNormReLUMaxPool2d: no backward in evaluation mode")
             scale, shift, _ = eval_scale_shift(x.dtype, gamma_, beta_, running_mean, running_var,
                                                eps)
-            return _conv_epilogue(ctx, x, W, b, conv_args, lambda Y, bias, out: fused.forward(
-                Y, gamma_, beta_, False, (scale, shift), True, bias, out))[2]
+            return _conv_epilogue(ctx, x, W, b, conv_args, lambda Y, bias, out:
+                                  fused_kernels.forward(Y, gamma_, beta_, False, (scale, shift),
+                                                        True, bias, out))[2]
         Y, cols = gemm_channel_major(x, W, *conv_args)
         bias = b if b is not None else np.zeros(W.shape[0], dtype=x.dtype)
-        y, at, (mu, var, invstd) = fused.train_forward(Y, gamma_, beta_, eps, True, bias)
+        y, at, (mu, var, invstd) = fused_kernels.train_forward(Y, gamma_, beta_, eps, True, bias)
         update_running_stats(running_mean, running_var, mu, var, Y[0].size, momentum)
         if ctx.recording:
             _save_conv(ctx, x, W, conv_args, cols, Y, bias, y, at, gamma_, mu, invstd)
@@ -110,7 +111,7 @@ class Conv2dBatchNormReLUMaxPool2d(ArrayFunction):
     @staticmethod
     def backward(ctx, gy):
         W, cols, Y, bias, y, at, gamma, mu, invstd = ctx.saved_tensors
-        gY, ggamma, gbeta, gb = fused.backward(gy, Y, y, at, gamma, mu, invstd, True, bias)
+        gY, ggamma, gbeta, gb = fused_kernels.backward(gy, Y, y, at, gamma, mu, invstd, True, bias)
         need = ctx.needs_input_grad
         gx, gW, gb = gradients(gY, gb, cols, W, ctx.x_shape, ctx.geometry, need)
         return gx, gW, gb, ggamma if need[3] else None, gbeta if need[4] else None
@@ -123,7 +124,7 @@ class Conv2dMaxPool2dReLU(ArrayFunction):
     def forward(ctx, x, W, b, stride, padding, dilation):
         conv_args = (stride, padding, dilation)
         Y, cols, y, at = _conv_epilogue(ctx, x, W, b, conv_args, lambda Y, bias, out:
-                                        fused.pool_relu_forward(Y, True, bias, out))
+                                        fused_kernels.pool_relu_forward(Y, True, bias, out))
         if ctx.recording:
             _save_conv(ctx, x, W, conv_args, cols, y, at)
             ctx.y_shape = Y.shape
@@ -132,5 +133,5 @@ class Conv2dMaxPool2dReLU(ArrayFunction):
     @staticmethod
     def backward(ctx, gy):
         W, cols, y, at = ctx.saved_tensors
-        gY, gb = fused.pool_relu_backward(gy, y, at, ctx.y_shape, channel_major=True)
+        gY, gb = fused_kernels.pool_relu_backward(gy, y, at, ctx.y_shape, channel_major=True)
         return gradients(gY, gb, cols, W, ctx.x_shape, ctx.geometry, ctx.needs_input_grad)
