@@ -154,3 +154,22 @@ def test_every_flipped_bit_of_a_checkpoint_is_refused_or_harmless(tmp_path):
             for key, value in saved["model"].items():
                 np.testing.assert_array_equal(np.asarray(loaded["model"][key]),
                                               np.asarray(value))
+
+
+def test_a_damaged_array_header_with_a_valid_crc_is_a_checkpoint_error(tmp_path):
+    """The .npy header of a member parsed by numpy's tokenizer: damage written before the zip's
+    CRC was computed (so zipfile cannot notice) still ends as a CheckpointError."""
+    path = tmp_path / "ck.npz"
+    tinyconv.save({"w": np.arange(3.0), "epoch": 1}, path)
+    with zipfile.ZipFile(path) as z:
+        members = [(info, z.read(info)) for info in z.infolist()]
+    for k, (info, data) in enumerate(members):
+        opening = data.index(b"(")  # the shape tuple in the header dict
+        for bad in (b"[", b"{", b"\n"):
+            damaged = tmp_path / f"damaged{k}.npz"
+            with zipfile.ZipFile(damaged, "w") as z:
+                for other, other_data in members:
+                    z.writestr(other, data[:opening] + bad + data[opening + 1:]
+                               if other is info else other_data)
+            with pytest.raises(tinyconv.CheckpointError, match="damaged"):
+                tinyconv.load(damaged)
