@@ -37,6 +37,7 @@ from tinyconv.autograd.gradcheck import (  # noqa: E402
     numerical_jacobian,
 )
 from tinyconv.nn import functional as F  # noqa: E402
+from tinyconv.nn import fusion  # noqa: E402
 
 
 def _bn_stats(C):
@@ -60,20 +61,20 @@ def _bn_eval(x, w, b):
 
 def _fused_conv_pool_relu(x, w, b):
     conv_args = F._conv2d_args(x, w, b, 1, 1, 1, 1)
-    return F._conv2d_max_pool2d_relu(x, conv_args, w, b)
+    return fusion.conv2d_max_pool2d_relu(x, conv_args, w, b)
 
 
 def _fused_conv_bn_relu_pool(x, w, b, gamma, beta):
     conv_args = F._conv2d_args(x, w, b, 1, 1, 1, 1)
     running_mean, running_var = _bn_stats(w.shape[0])
-    return F._conv2d_batch_norm_relu_max_pool2d(
+    return fusion.conv2d_batch_norm_relu_max_pool2d(
         x, conv_args, w, b, (running_mean, running_var, gamma, beta, True, 0.1, 1e-5))
 
 
 def _fused_bn_relu_pool(x, gamma, beta):
     running_mean, running_var = _bn_stats(x.shape[1])
-    return F._batch_norm_relu_max_pool2d(x, running_mean, running_var, gamma, beta, True, 0.1,
-                                         1e-5)
+    return fusion.batch_norm_relu_max_pool2d(x, running_mean, running_var, gamma, beta, True,
+                                             0.1, 1e-5)
 
 
 TARGETS = np.array([2, 0, 1])

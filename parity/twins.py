@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from tinyconv import nn as tnn
-from tinyconv.ops import norm as norm_ops
+from tinyconv.ops import dropout as dropout_ops
 
 DROPOUT_TYPES = ("Dropout", "Dropout2d")
 
@@ -68,7 +68,7 @@ def _tiny_dropout_forward(module, name, kind, source):
             return input
         mask = source.mask("tinyconv", name, _noise_shape(kind, input.shape), module.p,
                            input.dtype)
-        return norm_ops.Dropout.apply(input, mask)
+        return dropout_ops.Dropout.apply(input, mask)
     return forward
 
 

@@ -1,4 +1,4 @@
-"""Conv2d fused with what follows it (tinyconv/ops/fused.py): Conv2d -> BatchNorm2d -> ReLU ->
+"""Conv2d fused with what follows it (tinyconv/nn/fusion.py): Conv2d -> BatchNorm2d -> ReLU ->
 MaxPool2d(2, 2), and Conv2d -> MaxPool2d(2, 2) and ReLU in either order.
 
 The kernels read the convolution's GEMM output in its channel-major layout and add the bias as
@@ -18,7 +18,7 @@ import tinyconv
 from tinyconv import nn
 from tinyconv.kernels import fused
 from tinyconv.kernels.batchnorm import batch_norm_stats
-from tinyconv.nn import functional as TF
+from tinyconv.nn import fusion
 
 HYP = settings(max_examples=30, deadline=None, database=None)
 DTYPES = [np.float32, np.float64]
@@ -37,7 +37,7 @@ def test_channel_major_kernels_equal_batch_major(n, c, oh, ow, dtype, ties, data
     gamma, beta = draw_array(data, (c,), dtype), draw_array(data, (c,), dtype)
     gy = draw_array(data, (n, c, oh, ow), dtype)
 
-    stats = batch_norm_stats(Y, 1e-5, channel_major=True, pre=bias)
+    stats = fused.train_forward(Y, gamma, beta, 1e-5, True, bias)[2]
     for got, want in zip(stats, batch_norm_stats(x, 1e-5), strict=True):
         np.testing.assert_array_equal(got, want)  # the same sums in the same order
     mu, _, invstd = stats
@@ -218,7 +218,7 @@ torch = pytest.importorskip("torch")
 
 
 def fused_conv_bn(x, w, b, gamma, beta):
-    return TF._conv2d_batch_norm_relu_max_pool2d(x, ((1, 1), (1, 1), (1, 1)), w, b,
+    return fusion.conv2d_batch_norm_relu_max_pool2d(x, ((1, 1), (1, 1), (1, 1)), w, b,
                                                  (None, None, gamma, beta, True, 0.1, 1e-5))
 
 
@@ -229,7 +229,7 @@ def torch_conv_bn(x, w, b, gamma, beta):
 
 
 def fused_conv_pool(x, w, b):
-    return TF._conv2d_max_pool2d_relu(x, ((1, 1), (1, 1), (1, 1)), w, b)
+    return fusion.conv2d_max_pool2d_relu(x, ((1, 1), (1, 1), (1, 1)), w, b)
 
 
 def torch_conv_pool(x, w, b):

@@ -8,13 +8,20 @@ Oracles, in order of independence:
   * ``torch.nn.functional.conv2d`` / ``max_pool2d`` for the reference twins themselves.
 """
 
+import importlib
+import inspect
 import math
+import pkgutil
+import types
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba import njit
 
+import tinyconv.kernels
+from tinyconv.kernels import fused
 from tinyconv.kernels.activation import (
     PARALLEL_MIN,
     relu_backward,
@@ -29,6 +36,10 @@ from tinyconv.kernels.batchnorm import (
     batch_norm_eval_reference,
     batch_norm_forward,
     batch_norm_forward_reference,
+    batch_norm_stats,
+    batch_norm_stats_reference,
+    channel_stats,
+    channel_stats_reference,
 )
 from tinyconv.kernels.conv import (
     col2im,
@@ -43,11 +54,14 @@ from tinyconv.kernels.conv import (
 )
 from tinyconv.kernels.optim import adam_update, adam_update_reference
 from tinyconv.kernels.pool import (
+    max_of_window,
+    max_of_window_reference,
     maxpool2d_backward,
     maxpool2d_backward_reference,
     maxpool2d_forward,
     maxpool2d_forward_reference,
 )
+from tinyconv.ops.conv import _weight_grad_per_sample
 
 torch = pytest.importorskip("torch")
 
@@ -509,3 +523,231 @@ def test_layout_moves_equal_reference(shape, dtype, bias, data):
     # NOTE: allclose for the sums: the kernel adds in float64 in its own (vector) order
     rtol = 1e-6 if dtype == np.float32 else 1e-13
     np.testing.assert_allclose(gb, gb_ref, rtol=rtol, atol=rtol)
+
+
+# ---- batch statistics ---------------------------------------------------------------------
+
+
+@HYP
+@given(shape=st.sampled_from([(5, 3), (4, 3, 5, 2), (2, 1, 7, 7), (3, 4, 1)]),
+       dtype=st.sampled_from(DTYPES), ties=st.booleans(), nan=st.booleans(), data=st.data())
+def test_batch_norm_stats_equal_reference(shape, dtype, ties, nan, data):
+    x = draw_array(data, shape, dtype, ties) * 3 + 1
+    if nan:  # a NaN makes its channel's statistics NaN, on both sides
+        x.flat[data.draw(st.integers(0, x.size - 1), label="nan at")] = np.nan
+    # NOTE: allclose: both sum in float64, in different orders
+    rtol = 1e-6 if dtype == np.float32 else 1e-12
+    for name, a, b in zip(("mu", "var", "invstd"), batch_norm_stats(x, 1e-5),
+                          batch_norm_stats_reference(x, 1e-5), strict=True):
+        assert a.dtype == b.dtype == dtype, name
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol, err_msg=name)
+    x3 = np.ascontiguousarray(x).reshape(shape[0], shape[1], -1)
+    for c in range(shape[1]):
+        np.testing.assert_allclose(channel_stats(x3, c), channel_stats_reference(x3, c),
+                                   rtol=1e-12, atol=1e-12)
+
+
+# ---- the 2x2 window rule of max pooling ---------------------------------------------------
+
+
+@HYP
+@given(values=st.lists(st.sampled_from([-1.0, 0.0, -0.0, 1.0, 2.0, np.inf, -np.inf, np.nan]),
+                       min_size=4, max_size=4), dtype=st.sampled_from(DTYPES))
+def test_max_of_window_equals_reference(values, dtype):
+    args = [dtype(v) for v in values]
+    best, place = max_of_window(*args)
+    best_ref, place_ref = max_of_window_reference(*args)
+    assert place == place_ref, values  # the first maximum on ties; the last NaN
+    np.testing.assert_array_equal(best, best_ref)
+
+
+# ---- fused kernels (tinyconv/kernels/fused.py) --------------------------------------------
+
+
+@st.composite
+def fused_case(draw, data):
+    """(x, pre, channel_major, gamma, beta, gy): an activation of even height and width, in the
+    batch's layout (N, C, H, W) or a convolution's GEMM layout (C, N, H, W), maybe with the
+    convolution's bias ``pre``, ties and a NaN."""
+    n, c = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    oh, ow = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    dtype = draw(st.sampled_from(DTYPES))
+    ties, channel_major = draw(st.booleans()), draw(st.booleans())
+    shape = (c, n, 2 * oh, 2 * ow) if channel_major else (n, c, 2 * oh, 2 * ow)
+    x = draw_array(data, shape, dtype, ties)
+    if draw(st.booleans(), label="nan"):
+        x = np.array(x)
+        x.flat[draw(st.integers(0, x.size - 1))] = np.nan
+    pre = draw_array(data, (c,), dtype, ties) if draw(st.booleans(), label="bias") else None
+    gamma, beta = draw_array(data, (c,), dtype), draw_array(data, (c,), dtype)
+    return x, pre, channel_major, gamma, beta, draw_array(data, (n, c, oh, ow), dtype)
+
+
+def _tol(dtype):
+    return 1e-5 if dtype == np.float32 else 1e-12
+
+
+@HYP
+@given(data=st.data())
+def test_fused_batch_norm_relu_pool_kernels_equal_reference(data):
+    x, pre, channel_major, gamma, beta, gy = data.draw(fused_case(data))
+    dtype, tol = x.dtype, _tol(x.dtype)
+    layout = (channel_major, pre)
+    # training, statistics on the way: both sum in float64, in different orders
+    y, at, stats = fused.train_forward(x, gamma, beta, 1e-5, *layout)
+    y_ref, _, stats_ref = fused.train_forward_reference(x, gamma, beta, 1e-5, *layout)
+    for name, a, b in zip(("mu", "var", "invstd"), stats, stats_ref, strict=True):
+        assert a.dtype == dtype, name
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol, err_msg=name)
+    assert y.dtype == dtype and at.dtype == np.uint8
+    np.testing.assert_allclose(y, y_ref, rtol=tol * 10, atol=tol * 10)
+    # given the statistics, exact in both modes: the same operations in the same order
+    mu, _, invstd = stats
+    for training, given_stats in ((True, (mu, invstd)), (False, (gamma * 0.5, beta))):
+        out = (np.empty_like(y), np.empty_like(at))
+        assert fused.forward(x, gamma, beta, training, given_stats, *layout, out=out) is out
+        y_ref, at_ref = fused.forward_reference(x, gamma, beta, training, given_stats, *layout)
+        np.testing.assert_array_equal(out[0], y_ref)
+        np.testing.assert_array_equal(out[1], at_ref)
+    grads = fused.backward(gy, x, y, at, gamma, mu, invstd, *layout)
+    grads_ref = fused.backward_reference(gy, x, y, at, gamma, mu, invstd, *layout)
+    assert len(grads) == len(grads_ref) == (4 if channel_major else 3)
+    for name, a, b in zip(("gx", "ggamma", "gbeta"), grads[:3], grads_ref[:3], strict=True):
+        assert a.dtype == dtype and a.shape == b.shape, name
+        np.testing.assert_allclose(a, b, rtol=tol * 10, atol=tol * 10, err_msg=name)
+    if channel_major:  # the sum of gx over each channel: ~0, a sum of rounding errors
+        atol = tol * max(1.0, np.nansum(np.abs(grads_ref[0])))
+        np.testing.assert_allclose(grads[3], grads_ref[3], rtol=0, atol=atol)
+
+
+@HYP
+@given(data=st.data())
+def test_fused_pool_relu_kernels_equal_reference(data):
+    x, pre, channel_major, _, _, gy = data.draw(fused_case(data))
+    out = fused.pool_relu_forward(x, channel_major, pre)
+    out_ref = fused.pool_relu_forward_reference(x, channel_major, pre)
+    for a, b in zip(out, out_ref, strict=True):  # exact: a max, an add and a select
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    y, at = out
+    got = fused.pool_relu_backward(gy, y, at, x.shape, channel_major)
+    want = fused.pool_relu_backward_reference(gy, y, at, x.shape, channel_major)
+    if not channel_major:
+        np.testing.assert_array_equal(got, want)  # a select and a scatter: exact
+        return
+    np.testing.assert_array_equal(got[0], want[0])
+    tol = _tol(x.dtype)  # the channel sums: float64 in different orders
+    np.testing.assert_allclose(got[1], want[1], rtol=tol, atol=tol)
+
+
+# ---- the first layer's weight gradient (tinyconv/ops/conv.py) -----------------------------
+
+
+@HYP
+@given(n=st.integers(1, 4), oc=st.integers(1, 5), k=st.integers(1, 9), length=st.integers(1, 30),
+       dtype=st.sampled_from(DTYPES), channel_major=st.booleans(), data=st.data())
+def test_weight_grad_per_sample_equals_one_gemm(n, oc, k, length, dtype, channel_major, data):
+    """N per-sample GEMMs equal the one GEMM gW = gY @ cols.T (its plain definition)."""
+    cols = draw_array(data, (k, n * length), dtype)
+    gY = np.ascontiguousarray(draw_array(data, (oc, n * length), dtype))
+    gy = gY if channel_major else gY.reshape(oc, n, length).transpose(1, 0, 2)
+    tol = _tol(dtype) * 10
+    np.testing.assert_allclose(_weight_grad_per_sample(gy, cols, n), gY @ cols.T, rtol=tol,
+                               atol=tol)
+
+
+# ---- every fast kernel has a twin ---------------------------------------------------------
+
+# Deliberate exceptions: jitted functions, or fast functions, without a ``*_reference`` twin of
+# their own, with the reason. (Empty: keep it so; add here only with a reason a reader accepts.)
+NO_TWIN = {}
+
+
+def _kernel_modules():
+    for info in pkgutil.iter_modules(tinyconv.kernels.__path__):
+        yield importlib.import_module(f"tinyconv.kernels.{info.name}")
+
+
+def _is_jitted(obj):
+    return hasattr(obj, "py_func") and callable(obj)
+
+
+def _names_used(fn):
+    """Global names a function's code (nested code included) refers to."""
+    code = fn.py_func.__code__ if _is_jitted(fn) else fn.__code__
+    names, todo = set(), [code]
+    while todo:
+        c = todo.pop()
+        names |= set(c.co_names)
+        todo += [k for k in c.co_consts if inspect.iscode(k)]
+    return names
+
+
+def _own_functions(module):
+    """Functions and jitted functions defined in ``module`` (not imported into it)."""
+    for name, obj in vars(module).items():
+        fn = obj.py_func if _is_jitted(obj) else obj
+        if inspect.isfunction(fn) and fn.__module__ == module.__name__:
+            yield name, obj
+
+
+def _check_twins(module):
+    """Every jitted function of ``module`` is a public kernel with a ``<name>_reference`` twin
+    of the same signature, or private loops reached only through such a kernel; and every
+    public function that reaches a jitted one has its twin."""
+    functions = dict(_own_functions(module))
+    jitted = {name for name, fn in functions.items() if _is_jitted(fn)}
+    reaches = {}  # name -> the jitted functions it reaches, directly or through others
+
+    def reached(name, seen=()):
+        if name not in reaches:
+            found = set()
+            for used in _names_used(functions[name]) & functions.keys():
+                if used not in seen:
+                    found |= ({used} if used in jitted else set()) | reached(used, seen + (name,))
+            reaches[name] = found
+        return reaches[name]
+
+    fast = [name for name in functions if not name.startswith("_")
+            and not name.endswith("_reference") and (name in jitted or reached(name))]
+    covered = set()
+    for name in fast:
+        if f"{module.__name__}.{name}" in NO_TWIN:
+            continue
+        twin = functions.get(f"{name}_reference")
+        assert twin is not None, f"{module.__name__}.{name} has no {name}_reference twin"
+        fn = functions[name]
+        sig = inspect.signature(fn.py_func if _is_jitted(fn) else fn)
+        assert inspect.signature(twin) == sig, (
+            f"{module.__name__}.{name}{sig} and its twin {name}_reference"
+            f"{inspect.signature(twin)} differ")
+        covered |= {name} | reached(name)
+    for name in jitted - covered:
+        assert f"{module.__name__}.{name}" in NO_TWIN, (
+            f"{module.__name__}.{name} is jitted but neither a public kernel with a twin nor "
+            f"reached from one")
+
+
+@pytest.mark.parametrize("module", list(_kernel_modules()), ids=lambda m: m.__name__)
+def test_every_fast_kernel_has_a_reference_twin(module):
+    """The twins are compared with their kernels by the tests above; this finds a kernel
+    added without one."""
+    _check_twins(module)
+
+
+@pytest.mark.parametrize("source, message", [
+    ("def double(x):\n    return 2 * x\n", "no double_reference twin"),
+    ("def double(x):\n    return 2 * x\ndef double_reference(x, y):\n    return 2 * x\n",
+     "differ"),
+    ("def _loops(x):\n    return x\n", "_loops is jitted but neither"),
+])
+def test_the_twin_check_can_fail(source, message):
+    """The check above on made-up modules: a jitted kernel without a twin, with a twin of
+    another signature, private loops that no public kernel reaches."""
+    module = types.ModuleType("tinyconv.kernels._made_up")
+    exec(source, module.__dict__)
+    for name in ("double", "_loops"):
+        if name in module.__dict__:
+            setattr(module, name, njit(module.__dict__[name]))
+    with pytest.raises(AssertionError, match=message):
+        _check_twins(module)

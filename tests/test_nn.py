@@ -551,3 +551,24 @@ def test_dropout_gradient_uses_the_same_mask():
     y = nn.Dropout(0.5)(x)
     y.sum().backward()
     np.testing.assert_array_equal(to_numpy(x.grad), to_numpy(y))
+
+
+# ---- containers: Sequential and ModuleList share their indexing -----------------------------
+
+
+@pytest.mark.parametrize("make", [lambda *m: nn.Sequential(*m), lambda *m: nn.ModuleList(m)],
+                         ids=["Sequential", "ModuleList"])
+def test_container_indexing_and_errors_name_the_container(make):
+    relu, tanh = nn.ReLU(), nn.Tanh()
+    box = make(relu, tanh)
+    name = type(box).__name__
+    assert box[0] is relu and box[-1] is tanh and len(box) == 2 and list(box) == [relu, tanh]
+    assert type(box[1:]) is type(box) and list(box[1:]) == [tanh]
+    box[0] = nn.Sigmoid()
+    assert type(box[0]) is nn.Sigmoid
+    with pytest.raises(IndexError, match=f"index 2 is out of range for a {name} of 2"):
+        box[2]
+    with pytest.raises(IndexError, match=f"index -3 is out of range for a {name} of 2"):
+        box[-3] = nn.ReLU()
+    with pytest.raises(TypeError, match=f"{name}: can only hold Modules, got a int"):
+        box[0] = 3

@@ -19,10 +19,10 @@ carries a ``grad_fn`` naming that op: the error message can say which op (and mo
 from __future__ import annotations
 
 import contextlib
-import numbers
 
 import numpy as np
 
+from tinyconv._utils import _pair
 from tinyconv.autograd import enable_grad
 from tinyconv.nn import functional as F
 from tinyconv.nn.modules.module import Module
@@ -39,8 +39,8 @@ class ExportError(RuntimeError):
     """The model uses a module, op or argument the ONNX exporter cannot translate."""
 
 
-def _pair(v):
-    return (int(v), int(v)) if isinstance(v, numbers.Integral) else tuple(int(x) for x in v)
+def _int_pair(v):
+    return tuple(int(x) for x in _pair(v))
 
 
 class _Tracer:
@@ -281,7 +281,7 @@ class _Builder:
             raise ExportError(f"ONNX export: conv2d with groups={a['groups']} in {where}")
         w = a["weight"]
         kh, kw = w.shape[2:]
-        stride, dilation = _pair(a["stride"]), _pair(a["dilation"])
+        stride, dilation = _int_pair(a["stride"]), _int_pair(a["dilation"])
         padding = a["padding"]
         if isinstance(padding, str):
             if padding == "valid":
@@ -290,7 +290,7 @@ class _Builder:
                 th, tw = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
                 pads = [th // 2, tw // 2, th - th // 2, tw - tw // 2]
         else:
-            ph, pw = _pair(padding)
+            ph, pw = _int_pair(padding)
             pads = [ph, pw, ph, pw]
         ins = [self.value(x), self.const(w, "weight")]
         if a["bias"] is not None:
@@ -342,9 +342,9 @@ class _Builder:
         self.node("Tanh", [self.value(inputs[0])], out, where)
 
     def _pool_attrs(self, a):
-        k = _pair(a["kernel_size"])
-        s = _pair(a["stride"] if a["stride"] is not None else a["kernel_size"])
-        p = _pair(a["padding"])
+        k = _int_pair(a["kernel_size"])
+        s = _int_pair(a["stride"] if a["stride"] is not None else a["kernel_size"])
+        p = _int_pair(a["padding"])
         return dict(kernel_shape=list(k), strides=list(s), pads=[p[0], p[1], p[0], p[1]],
                     ceil_mode=int(bool(a["ceil_mode"])))
 
@@ -353,7 +353,7 @@ class _Builder:
             raise ExportError(f"ONNX export: max_pool2d(return_indices=True) in {where}")
         attrs = self._pool_attrs(a)
         self.node("MaxPool", [self.value(inputs[0])], out, where,
-                  dilations=list(_pair(a["dilation"])), **attrs)
+                  dilations=list(_int_pair(a["dilation"])), **attrs)
 
     def op_avg_pool2d(self, inputs, out, a, where):
         if a["divisor_override"] is not None:

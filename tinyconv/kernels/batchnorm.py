@@ -68,32 +68,39 @@ _FASTMATH = {"reassoc"}
 # overlap and does not vectorize the loop (several times slower).
 
 
+def channel_stats_reference(x, c):
+    """(mean, biased variance) of channel c of x (N, C, L), in float64 (NumPy)."""
+    values = x[:, c, :].astype(np.float64)
+    m = values.mean()
+    return m, ((values - m) ** 2).mean()
+
+
 @njit(cache=True, fastmath=_FASTMATH)
-def channel_stats(x, channel_major, c, p):
-    """(mean, biased variance) of channel c of x + p, in float64; x (N, C, L), or (C, N, L) when channel_major (a convolution's GEMM output, see
-    tinyconv/ops/fused.py), p the convolution's bias (else 0). Called once per channel by
-    _stats_loops and by the fused kernels, so both compute the very same sums."""
-    N, L = (x.shape[1], x.shape[2]) if channel_major else (x.shape[0], x.shape[2])
+def channel_stats(x, c):
+    """Fast :func:`channel_stats_reference`: two passes over the channel's rows, summing in
+    float64. Called once per channel by _stats_loops (tinyconv/kernels/fused.py has the same
+    sums for a convolution's output in its GEMM's layout)."""
+    N, L = x.shape[0], x.shape[2]
     M = N * L
     total = 0.0
     for n in range(N):
-        row = x[c, n] if channel_major else x[n, c]
+        row = x[n, c]
         for i in range(L):
-            total += row[i] + p
+            total += row[i]
     m = total / M
     sq = 0.0
     for n in range(N):
-        row = x[c, n] if channel_major else x[n, c]
+        row = x[n, c]
         for i in range(L):
-            d = (row[i] + p) - m
+            d = row[i] - m
             sq += d * d
     return m, sq / M
 
 
 @njit(cache=True, parallel=True)
-def _stats_loops(x, channel_major, pre, eps, mu, var, invstd):
+def _stats_loops(x, eps, mu, var, invstd):
     for c in prange(mu.size):
-        m, v = channel_stats(x, channel_major, c, pre[c])
+        m, v = channel_stats(x, c)
         mu[c], var[c], invstd[c] = m, v, 1.0 / np.sqrt(v + eps)
 
 
@@ -150,17 +157,24 @@ def _as_ncl(a):
     return np.ascontiguousarray(a).reshape(a.shape[0], a.shape[1], -1)
 
 
-def batch_norm_stats(x, eps, channel_major=False, pre=None):
-    """Batch statistics of each channel: (mu, var, invstd), in x's dtype.
+def batch_norm_stats_reference(x, eps):
+    """Batch statistics of each channel of x (N, C, ...): (mu, var, invstd) in x's dtype, the
+    sums in float64 (NumPy)."""
+    axes = _channel_axes(x)
+    x64 = x.astype(np.float64)
+    mu = x64.mean(axis=axes)
+    var = ((x64 - per_channel(mu, x.ndim)) ** 2).mean(axis=axes)
+    dt = x.dtype
+    return mu.astype(dt), var.astype(dt), (1.0 / np.sqrt(var + eps)).astype(dt)
 
-    ``channel_major``: x is laid out (C, N, ...) instead of (N, C, ...). ``pre`` (C,): take the
-    statistics of x + pre[c] (each sum rounded in x's dtype first) without forming it.
-    """
+
+def batch_norm_stats(x, eps):
+    """Fast :func:`batch_norm_stats_reference`: (mu, var, invstd) of each channel, in x's
+    dtype."""
     x3 = _as_ncl(x)
-    C, dt = x.shape[0 if channel_major else 1], x.dtype
-    pre = np.zeros(C, dt) if pre is None else pre.astype(dt, copy=False)
+    C, dt = x.shape[1], x.dtype
     mu, var, invstd = np.empty(C, dt), np.empty(C, dt), np.empty(C, dt)
-    _stats_loops(x3, channel_major, pre, dt.type(eps), mu, var, invstd)
+    _stats_loops(x3, dt.type(eps), mu, var, invstd)
     return mu, var, invstd
 
 

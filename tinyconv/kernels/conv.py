@@ -20,7 +20,8 @@ col2im is the adjoint (transpose) of im2col: the same loop nest with ``+=`` in p
 adding every entry of a column matrix back to the input position it was copied from. Pixels that
 belong to several receptive fields receive the sum of their gradients::
 
-    x[n, c, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW] += cols[(c*KH + kh)*KW + kw, (n*OH + oh)*OW + ow]
+    x[n, c, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW] +=
+        cols[(c*KH + kh)*KW + kw, (n*OH + oh)*OW + ow]
 
 Each kernel has a ``*_reference`` twin: the plain loop nest of the formula above, kept for
 reading and as the tests' oracle. The fast versions compute the same thing with the loops
@@ -59,12 +60,11 @@ def conv_out_size(size: int, kernel: int, stride: int = 1, padding: int = 0,
 # reference twins: the formula, loop for loop
 
 
-def im2col_reference(x, kh, kw, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
-    """Plain-Python im2col (slow; for reading and for tests)."""
+def im2col_reference(x, kh, kw, stride=(1, 1), padding=(0, 0), dilation=(1, 1), out_size=None):
+    """Plain-Python im2col (slow; for reading and for tests). ``out_size``: see :func:`im2col`."""
     N, C, H, W = x.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    OH = conv_out_size(H, kh, sh, ph, dh)
-    OW = conv_out_size(W, kw, sw, pw, dw)
+    OH, OW = out_size or (conv_out_size(H, kh, sh, ph, dh), conv_out_size(W, kw, sw, pw, dw))
     cols = np.zeros((C * kh * kw, N * OH * OW), dtype=x.dtype)
     for n in range(N):
         for oh in range(OH):
@@ -75,16 +75,17 @@ def im2col_reference(x, kh, kw, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
                             h = oh * sh - ph + i * dh
                             w = ow * sw - pw + j * dw
                             if 0 <= h < H and 0 <= w < W:
-                                cols[(c * kh + i) * kw + j, (n * OH + oh) * OW + ow] = x[n, c, h, w]
+                                row, col = (c * kh + i) * kw + j, (n * OH + oh) * OW + ow
+                                cols[row, col] = x[n, c, h, w]
     return cols
 
 
-def col2im_reference(cols, x_shape, kh, kw, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
+def col2im_reference(cols, x_shape, kh, kw, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
+                     out_size=None):
     """Plain-Python col2im: the im2col loops with ``+=`` (slow; for reading and for tests)."""
     N, C, H, W = x_shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    OH = conv_out_size(H, kh, sh, ph, dh)
-    OW = conv_out_size(W, kw, sw, pw, dw)
+    OH, OW = out_size or (conv_out_size(H, kh, sh, ph, dh), conv_out_size(W, kw, sw, pw, dw))
     x = np.zeros(x_shape, dtype=cols.dtype)
     for n in range(N):
         for oh in range(OH):
@@ -95,7 +96,8 @@ def col2im_reference(cols, x_shape, kh, kw, stride=(1, 1), padding=(0, 0), dilat
                             h = oh * sh - ph + i * dh
                             w = ow * sw - pw + j * dw
                             if 0 <= h < H and 0 <= w < W:
-                                x[n, c, h, w] += cols[(c * kh + i) * kw + j, (n * OH + oh) * OW + ow]
+                                row, col = (c * kh + i) * kw + j, (n * OH + oh) * OW + ow
+                                x[n, c, h, w] += cols[row, col]
     return x
 
 
@@ -251,10 +253,15 @@ def _col2im_same_loops(cols, x, kh, kw, ph, pw):
 # moves the output gradient the other way and sums each channel's rows for the bias gradient.
 
 
-def to_batch_major_reference(Y, b):
-    """Y (OC, N, L) -> y (N, OC, L), plus b[oc] when b is not None."""
+def to_batch_major_reference(Y, b, out=None):
+    """Y (OC, N, L) -> y (N, OC, L), plus b[oc] when b is not None; written into ``out`` when
+    given."""
     y = Y.transpose(1, 0, 2)
-    return np.ascontiguousarray(y + b[:, None] if b is not None else y)
+    y = np.ascontiguousarray(y + b.astype(Y.dtype)[:, None] if b is not None else y)
+    if out is None:
+        return y
+    out[...] = y
+    return out
 
 
 def to_channel_major_reference(gy):

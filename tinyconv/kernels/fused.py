@@ -1,12 +1,6 @@
-"""BatchNorm2d -> ReLU -> MaxPool2d(2, 2) as one pass over the activation.
-
-FashionCNN's layers end in this sequence. Run module by module, it writes four full-size arrays
-in the forward pass (xhat, the batch-norm output, the ReLU output, the pooling's arg-max) and
-three in the backward pass (the pooling's scattered gradient, the ReLU's, the batch norm's),
-each read back by the next step. Fused, the forward pass reads x twice (statistics, then
-normalize + ReLU + max) and writes only the pooled output and a one-byte arg-max per window;
-the backward pass reads x, recomputes xhat where it needs it, and writes the input gradient
-once. (``nn.Sequential`` uses it for this sequence; see tinyconv/ops/fused.py.)
+"""The loops of the fused ops: BatchNorm2d -> ReLU -> MaxPool2d(2, 2) in one pass over the
+activation, and MaxPool2d(2, 2) with ReLU. Why and when modules are fused, and what it saves:
+tinyconv/nn/fusion.py (the one place that explains fusion).
 
 Notation as in tinyconv/kernels/batchnorm.py and pool.py; per channel c::
 
@@ -22,9 +16,15 @@ everywhere else, so the batch-norm sums only visit one pixel per window::
     sum_g = sum of gz,  sum_gh = sum of gz * xhat,
     gx    = gamma * invstd / M * (M * gz - sum_g - xhat * sum_gh)
 
+Layouts: x is (N, C, H, W), or (C, N, H, W) when ``channel_major``: the output Y of a
+convolution's GEMM, which the fused Conv2d ops hand over before it is moved into the batch's
+layout; then ``pre`` (C,) holds the convolution's bias, added to each value first, exactly as
+the unfused convolution adds it. The input gradient gx is written in x's layout; in
+channel-major layout each channel's sum of gx (the convolution's bias gradient) comes too.
+
 Each value is computed with the same operations, in the same order, as the unfused kernels, so
 the forward outputs are bit-identical to them; the backward sums are the same sums in another
-order. The reference twins compose the unfused NumPy references.
+order. The ``*_reference`` twins (same signatures) are plain NumPy over the unfused references.
 """
 
 from __future__ import annotations
@@ -35,16 +35,25 @@ from numba import njit, prange
 from tinyconv.kernels.activation import relu_backward_reference, relu_forward_reference
 from tinyconv.kernels.batchnorm import (
     _FASTMATH,
-    channel_stats,
     batch_norm_backward_reference,
-    batch_norm_eval_reference,
-    batch_norm_forward_reference,
+    batch_norm_stats_reference,
+    per_channel,
 )
 from tinyconv.kernels.pool import (
     max_of_window,
     maxpool2d_backward_reference,
     maxpool2d_forward_reference,
 )
+
+# ---------------------------------------------------------------------------------------------
+# reference twins: the unfused NumPy references in a row
+
+
+def _batch_major_reference(x, channel_major, pre):
+    """x as (N, C, H, W), plus pre[c] (rounded in x's dtype) when given."""
+    if channel_major:
+        x = x.transpose(1, 0, 2, 3)
+    return x if pre is None else x + per_channel(pre.astype(x.dtype, copy=False), 4)
 
 
 def _window_position(idx, W):
@@ -54,37 +63,69 @@ def _window_position(idx, W):
     return ((h - 2 * np.arange(OH)[:, None]) * 2 + (w - 2 * np.arange(OW))).astype(np.uint8)
 
 
-def forward_reference(x, gamma, beta, eps, running=None):
-    """The three unfused references in a row: returns (y, at, (mu, var, invstd)).
+def _flat_index(at, W):
+    """The inverse of _window_position: flat indices h*W + w of the arg-max pixels (int64)."""
+    OH, OW = at.shape[2:]
+    at = at.astype(np.int64)
+    return (2 * np.arange(OH)[:, None] + at // 2) * W + 2 * np.arange(OW) + at % 2
 
-    ``running=(running_mean, running_var)`` normalizes with them (evaluation), else with the
-    batch statistics (training; then the statistics are returned).
-    """
-    N, C, H, W = x.shape
-    if running is None:
-        z, _, mu, var, invstd = batch_norm_forward_reference(x, gamma, beta, eps)
-        stats = (mu, var, invstd)
+
+def _pool_reference(r):
+    """(y, at) of 2x2 / stride-2 max pooling of r (N, C, H, W)."""
+    H, W = r.shape[2:]
+    y, idx = maxpool2d_forward_reference(r, 2, 2, (2, 2), (0, 0), (1, 1), H // 2, W // 2)
+    return y, _window_position(idx, W)
+
+
+def _into(out, y, at):
+    if out is None:
+        return y, at
+    out[0][...], out[1][...] = y, at
+    return out
+
+
+def forward_reference(x, gamma, beta, training, stats, channel_major=False, pre=None, out=None):
+    """max_pool2d(relu(batch norm of x), 2, 2) with the statistics ``stats``: (mu, invstd) when
+    training, (scale, shift) in evaluation. Returns (y, at); see :func:`forward`."""
+    x = _batch_major_reference(x, channel_major, pre)
+    dt = x.dtype
+    if training:
+        mu, invstd, g, b = (per_channel(a.astype(dt, copy=False), 4)
+                            for a in (stats[0], stats[1], gamma, beta))
+        z = (x - mu) * invstd * g + b
     else:
-        invstd = (1.0 / np.sqrt(running[1] + eps)).astype(x.dtype)
-        scale = gamma * invstd
-        z = batch_norm_eval_reference(x, scale, beta - running[0] * scale)
-        stats = None
-    y, idx = maxpool2d_forward_reference(relu_forward_reference(z), 2, 2, (2, 2), (0, 0), (1, 1),
-                                         H // 2, W // 2)
-    return y, _window_position(idx, W), stats
+        scale, shift = (per_channel(a.astype(dt, copy=False), 4) for a in stats)
+        z = x * scale + shift
+    return _into(out, *_pool_reference(relu_forward_reference(z)))
 
 
-def backward_reference(gy, x, y, at, gamma, beta, mu, invstd):
-    """Training-mode gradients through the unfused references: (gx, ggamma, gbeta)."""
-    N, C, H, W = x.shape
-    OH, OW = y.shape[2:]
-    idx = (2 * np.arange(OH)[:, None] + at // 2) * W + 2 * np.arange(OW) + at % 2
-    per_channel = (1, C, 1, 1)
-    xhat = (x - mu.reshape(per_channel)) * invstd.reshape(per_channel)
-    relu_out = relu_forward_reference(xhat * gamma.reshape(per_channel) + beta.reshape(per_channel))
-    g_pool = maxpool2d_backward_reference(gy, idx.astype(np.int64), x.shape)
-    gz = relu_backward_reference(g_pool, relu_out)
-    return batch_norm_backward_reference(gz, xhat, gamma, invstd)
+def train_forward_reference(x, gamma, beta, eps, channel_major=False, pre=None):
+    """The batch statistics (NumPy), then :func:`forward_reference`: (y, at, (mu, var,
+    invstd))."""
+    mu, var, invstd = batch_norm_stats_reference(_batch_major_reference(x, channel_major, pre),
+                                                 eps)
+    y, at = forward_reference(x, gamma, beta, True, (mu, invstd), channel_major, pre)
+    return y, at, (mu, var, invstd)
+
+
+def backward_reference(gy, x, y, at, gamma, mu, invstd, channel_major=False, pre=None):
+    """Training-mode gradients through the unfused references: (gx, ggamma, gbeta), and in
+    channel-major layout also the sum of gx over each channel."""
+    xb = _batch_major_reference(x, channel_major, pre)
+    dt = xb.dtype
+    xhat = (xb - per_channel(mu, 4)) * per_channel(invstd, 4)
+    # relu(max of a window) = max of relu: the ReLU's gate on y, then the pooling's scatter
+    g_pool = maxpool2d_backward_reference(relu_backward_reference(gy, y),
+                                          _flat_index(at, xb.shape[3]), xb.shape)
+    gx, ggamma, gbeta = batch_norm_backward_reference(g_pool, xhat, gamma.astype(dt), invstd)
+    if not channel_major:
+        return gx, ggamma, gbeta
+    gx_sum = gx.sum(axis=(0, 2, 3), dtype=np.float64).astype(dt)
+    return np.ascontiguousarray(gx.transpose(1, 0, 2, 3)), ggamma, gbeta, gx_sum
+
+
+# ---------------------------------------------------------------------------------------------
+# fast versions: numba loops, one pass over the activation
 
 
 @njit(inline="always")
@@ -100,13 +141,6 @@ def _bn_relu_row(src, dst, training, a, s, g, b, p):
         for i in range(src.size):
             z = (src[i] + p) * s + b
             dst[i] = 0 if z <= 0 else z
-
-
-# NOTE (layouts): x is (N, C, H, W), or (C, N, H, W) when ``channel_major``: the output of a
-# convolution's GEMM, which the fused Conv2d ops hand over before it is moved into the batch's
-# layout (see tinyconv/ops/fused.py); then ``pre`` holds the convolution's bias, added to each
-# value first, exactly as the unfused convolution adds it. The input gradient gx is written in
-# x's layout; in channel-major layout each channel's sum of gx (the bias gradient) comes too.
 
 
 @njit(inline="always")
@@ -153,13 +187,34 @@ def _forward_loops(x, channel_major, pre, training, p_a, p_s, p_g, p_b, y, at):
                            p_a[c], p_s[c], p_g[c], p_b[c], pre[c], top, bottom)
 
 
+@njit(cache=True, fastmath=_FASTMATH)
+def _channel_stats(x, channel_major, c, p):
+    """(mean, biased variance) of channel c of x + p in float64, x (N, C, L) or (C, N, L): the
+    sums of tinyconv/kernels/batchnorm.py's channel_stats, in the same order."""
+    N, L = (x.shape[1], x.shape[2]) if channel_major else (x.shape[0], x.shape[2])
+    M = N * L
+    total = 0.0
+    for n in range(N):
+        row = x[c, n] if channel_major else x[n, c]
+        for i in range(L):
+            total += row[i] + p
+    m = total / M
+    sq = 0.0
+    for n in range(N):
+        row = x[c, n] if channel_major else x[n, c]
+        for i in range(L):
+            d = (row[i] + p) - m
+            sq += d * d
+    return m, sq / M
+
+
 @njit(cache=True, parallel=True)  # no fastmath: every element rounds as in the unfused kernels
 def _train_forward_loops(x, x3, channel_major, pre, eps, gamma, beta, mu, var, invstd, y, at):
     # Training, one thread per channel: the channel's statistics, then its planes normalized
     # and pooled while they are still in the cache (x3: x as (N, C, H*W) or (C, N, H*W)).
     N, C, H, W = _dims(x, channel_major)
     for c in prange(C):
-        m, v = channel_stats(x3, channel_major, c, pre[c])
+        m, v = _channel_stats(x3, channel_major, c, pre[c])
         mu[c], var[c], invstd[c] = m, v, 1.0 / np.sqrt(v + eps)
         top, bottom = np.empty(W, x.dtype), np.empty(W, x.dtype)
         for n in range(N):
@@ -214,10 +269,11 @@ def _backward_loops(gy, x, channel_major, pre, y, at, mu, invstd, gamma, gx, gga
 
 
 def forward(x, gamma, beta, training, stats, channel_major=False, pre=None, out=None):
-    """Fast forward: ``stats`` = (mu, invstd) when training, (scale, shift) in evaluation.
+    """Fast :func:`forward_reference`: ``stats`` = (mu, invstd) when training, (scale, shift)
+    in evaluation.
 
     Returns y (N, C, H/2, W/2) and at (N, C, H/2, W/2) uint8, written into ``out=(y, at)`` when
-    given. ``channel_major`` and ``pre``: see the NOTE on layouts above.
+    given. ``channel_major`` and ``pre``: see the module docstring.
     """
     N, C, H, W = (x.shape[1], x.shape[0]) + x.shape[2:] if channel_major else x.shape
     if out is None:
@@ -234,8 +290,8 @@ def forward(x, gamma, beta, training, stats, channel_major=False, pre=None, out=
 
 
 def train_forward(x, gamma, beta, eps, channel_major=False, pre=None):
-    """Training forward with the batch statistics computed on the way: returns y, at and
-    (mu, var, invstd), equal to ``batch_norm_stats`` followed by :func:`forward`."""
+    """Fast :func:`train_forward_reference`: the batch statistics computed on the way; returns
+    y, at and (mu, var, invstd), equal to ``batch_norm_stats`` followed by :func:`forward`."""
     x = np.ascontiguousarray(x)
     N, C, H, W = (x.shape[1], x.shape[0]) + x.shape[2:] if channel_major else x.shape
     dt = x.dtype
@@ -249,8 +305,8 @@ def train_forward(x, gamma, beta, eps, channel_major=False, pre=None):
 
 
 def backward(gy, x, y, at, gamma, mu, invstd, channel_major=False, pre=None):
-    """Fast training-mode backward: (gx, ggamma, gbeta), and in channel-major layout also the
-    sum of gx over each channel (the bias gradient of the convolution before)."""
+    """Fast :func:`backward_reference`: (gx, ggamma, gbeta), and in channel-major layout also
+    the sum of gx over each channel (the bias gradient of the convolution before)."""
     C, dt = x.shape[0 if channel_major else 1], x.dtype
     gx = np.empty(x.shape, dtype=dt)
     ggamma, gbeta, gx_sum = np.empty(C, dtype=dt), np.empty(C, dtype=dt), np.empty(C, dtype=dt)
@@ -277,25 +333,26 @@ def _pre(pre, C, dtype):
 # the same gradient: gy goes to the window's arg-max when the maximum is > 0 (or NaN), else
 # nowhere. (Where every value is <= 0 the two orders pick different arg-maxima, the first
 # value after the ReLU has made them all 0, the largest one before it; no gradient reaches
-# either.) So one op serves ConvModule's Conv -> MaxPool -> ReLU and DeepFashionCNN's
-# Conv -> ReLU -> MaxPool. Its backward writes every input pixel once, with no zero-filled
-# gradient to scatter into.
+# either.) Its backward writes every input pixel once, with no zero-filled gradient to scatter
+# into.
 
 
-def pool_relu_forward_reference(x):
+def pool_relu_forward_reference(x, channel_major=False, pre=None, out=None):
     """(y, at): max-pool 2x2 / stride 2 then ReLU, with the NumPy references."""
-    N, C, H, W = x.shape
-    y, idx = maxpool2d_forward_reference(x, 2, 2, (2, 2), (0, 0), (1, 1), H // 2, W // 2)
-    return relu_forward_reference(y), _window_position(idx, W)
+    y, at = _pool_reference(_batch_major_reference(x, channel_major, pre))
+    return _into(out, relu_forward_reference(y), at)
 
 
-def pool_relu_backward_reference(gy, y, at, x_shape):
-    """gx: the ReLU's gate, then the max-pool's scatter, with the NumPy references."""
-    W = x_shape[3]
-    OH, OW = y.shape[2:]
-    idx = (2 * np.arange(OH)[:, None] + at // 2) * W + 2 * np.arange(OW) + at % 2
-    return maxpool2d_backward_reference(relu_backward_reference(gy, y), idx.astype(np.int64),
-                                        x_shape)
+def pool_relu_backward_reference(gy, y, at, x_shape, channel_major=False):
+    """gx (in the layout of ``x_shape``): the ReLU's gate, then the max-pool's scatter, with the
+    NumPy references; in channel-major layout also its sum over each channel."""
+    shape = (x_shape[1], x_shape[0]) + tuple(x_shape[2:]) if channel_major else x_shape
+    gx = maxpool2d_backward_reference(relu_backward_reference(gy, y),
+                                      _flat_index(at, shape[3]), shape)
+    if not channel_major:
+        return gx
+    gx_sum = gx.sum(axis=(0, 2, 3), dtype=np.float64).astype(gy.dtype)
+    return np.ascontiguousarray(gx.transpose(1, 0, 2, 3)), gx_sum
 
 
 @njit(cache=True, parallel=True)
@@ -341,7 +398,7 @@ def _pool_relu_backward_loops(gy, y, at, channel_major, gx, plane_sums):
 
 def pool_relu_forward(x, channel_major=False, pre=None, out=None):
     """Fast :func:`pool_relu_forward_reference` (x of even height and width), written into
-    ``out=(y, at)`` when given; ``channel_major`` and ``pre``: see the NOTE on layouts above."""
+    ``out=(y, at)`` when given; ``channel_major`` and ``pre``: see the module docstring."""
     N, C, H, W = (x.shape[1], x.shape[0]) + x.shape[2:] if channel_major else x.shape
     if out is None:
         out = (np.empty((N, C, H // 2, W // 2), dtype=x.dtype),

@@ -37,11 +37,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyconv._utils import _pair
 from tinyconv.kernels.conv import conv_out_size
-
-
-def _pair(v):
-    return (v, v) if isinstance(v, int) else tuple(v)
 
 
 def conv2d_naive(x, W, b=None, stride=1, padding=0, dilation=1):

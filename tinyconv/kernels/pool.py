@@ -24,8 +24,9 @@ import numpy as np
 from numba import njit, prange
 
 
-def maxpool2d_forward_reference(x, kh, kw, stride, padding, dilation, OH, OW):
-    """Plain-Python max pooling: returns (y, idx)."""
+def maxpool2d_forward_reference(x, kh, kw, stride, padding, dilation, OH, OW, indices=True):
+    """Plain-Python max pooling: returns (y, idx) (``indices`` is accepted for the fast
+    version's signature; idx is always computed here)."""
     N, C, H, W = x.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     y = np.empty((N, C, OH, OW), dtype=x.dtype)
@@ -127,6 +128,16 @@ def _maxpool2d_tiled_loops(x, y, idx, kh, kw):
                             best_at = (h0 + i) * W + w0 + j
                 y[n, c, oh, ow] = best
                 idx[n, c, oh, ow] = best_at
+
+
+def max_of_window_reference(a, b, c, d):
+    """(value, place 0..3) of the maximum of a, b, c, d scanned in that order: a later value
+    wins when it is larger or NaN (the rule of maxpool2d_forward_reference)."""
+    best, place = a, 0
+    for k, v in enumerate((b, c, d), start=1):
+        if v > best or v != v:
+            best, place = v, k
+    return best, place
 
 
 @njit(inline="always")

@@ -14,13 +14,13 @@ import numpy as np
 from tinyconv import random
 from tinyconv.errors import DTypeError, ShapeError
 from tinyconv.kernels.conv import conv_out_size
-from tinyconv.ops import conv as C
-from tinyconv.ops import elementwise as E
-from tinyconv.ops import fused as FU
-from tinyconv.ops import loss as L
-from tinyconv.ops import matmul as MM
-from tinyconv.ops import norm as N
-from tinyconv.ops import pool as P
+from tinyconv.ops import conv as conv_ops
+from tinyconv.ops import dropout as dropout_ops
+from tinyconv.ops import elementwise as elementwise_ops
+from tinyconv.ops import loss as loss_ops
+from tinyconv.ops import matmul as matmul_ops
+from tinyconv.ops import norm as norm_ops
+from tinyconv.ops import pool as pool_ops
 from tinyconv.tensor import Tensor
 
 __all__ = [
@@ -62,8 +62,8 @@ def _check_nonempty(fn, x, first):
                          f"the batch may be empty), got input of shape {tuple(x.shape)}")
 
 
-def _pair(fn, name, value, minimum):
-    """An int or a pair of ints -> a pair, each at least ``minimum``."""
+def _check_pair(fn, name, value, minimum):
+    """An int or a pair of ints -> a pair, each at least ``minimum``; else a clear error."""
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         pair = (int(value), int(value))
     elif (isinstance(value, (tuple, list)) and len(value) == 2
@@ -94,7 +94,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
                       groups).squeeze(0)
     stride, padding, dilation = _conv2d_args(input, weight, bias, stride, padding, dilation,
                                              groups)
-    return C.Conv2d.apply(input, weight, bias, stride, padding, dilation)
+    return conv_ops.Conv2d.apply(input, weight, bias, stride, padding, dilation)
 
 
 def _conv2d_args(input, weight, bias, stride, padding, dilation, groups):  # noqa: A002
@@ -118,11 +118,11 @@ def _conv2d_args(input, weight, bias, stride, padding, dilation, groups):  # noq
             f"conv2d(): weight of size {list(weight.shape)} expects input[{input.shape[0]}, "
             f"{C_in}, H, W] with {C_in} channels, but got input of size {list(input.shape)} with "
             f"{input.shape[1]} channels")
-    stride = _pair("conv2d", "stride", stride, 1)
-    dilation = _pair("conv2d", "dilation", dilation, 1)
+    stride = _check_pair("conv2d", "stride", stride, 1)
+    dilation = _check_pair("conv2d", "dilation", dilation, 1)
     if isinstance(padding, str):
         padding = _string_padding(padding, stride, dilation, (KH, KW))
-    padding = _pair("conv2d", "padding", padding, 0)
+    padding = _check_pair("conv2d", "padding", padding, 0)
     H, W = input.shape[2:]
     eff = ((KH - 1) * dilation[0] + 1, (KW - 1) * dilation[1] + 1)
     padded = (H + 2 * padding[0], W + 2 * padding[1])
@@ -151,10 +151,10 @@ def _string_padding(padding, stride, dilation, kernel):
 
 
 def _pool_geometry(fn, x, kernel_size, stride, padding, dilation, ceil_mode):
-    kernel = _pair(fn, "kernel_size", kernel_size, 1)
-    stride = kernel if stride is None or stride == [] else _pair(fn, "stride", stride, 1)
-    padding = _pair(fn, "padding", padding, 0)
-    dilation = _pair(fn, "dilation", dilation, 1)
+    kernel = _check_pair(fn, "kernel_size", kernel_size, 1)
+    stride = kernel if stride is None or stride == [] else _check_pair(fn, "stride", stride, 1)
+    padding = _check_pair(fn, "padding", padding, 0)
+    dilation = _check_pair(fn, "dilation", dilation, 1)
     for k, p in zip(kernel, padding):
         if p > k // 2:  # torch's rule; it also keeps every window partly inside the input
             raise ValueError(f"{fn}(): padding should be at most half of the kernel size, "
@@ -181,14 +181,11 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     _check_nonempty("max_pool2d", input, 1)
     kernel, stride, padding, dilation, out = _pool_geometry(
         "max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
-    y = P.MaxPool2d.apply(input, kernel, stride, padding, dilation, out)
-    if return_indices:
-        ctx_idx = y.grad_fn.ctx.idx if y.grad_fn is not None else None
-        if ctx_idx is None:  # no graph recorded: recompute the indices
-            from tinyconv.kernels.pool import maxpool2d_forward
-            _, ctx_idx = maxpool2d_forward(input._data, *kernel, stride, padding, dilation, *out)
-        return y, Tensor._wrap(ctx_idx)
-    return y
+    if not return_indices:
+        return pool_ops.MaxPool2d.apply(input, kernel, stride, padding, dilation, out)
+    indices = []
+    y = pool_ops.MaxPool2d.apply(input, kernel, stride, padding, dilation, out, indices)
+    return y, Tensor._wrap(indices[0])
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,  # noqa: A002
@@ -209,10 +206,12 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,  # n
         divisor = np.full(out, divisor_override, dtype=input.dtype)
     else:
         H, W = input.shape[2:]
-        dh = P.avg_pool_divisor(H, kernel[0], stride[0], padding[0], out[0], count_include_pad)
-        dw = P.avg_pool_divisor(W, kernel[1], stride[1], padding[1], out[1], count_include_pad)
+        dh = pool_ops.avg_pool_divisor(H, kernel[0], stride[0], padding[0], out[0],
+                                       count_include_pad)
+        dw = pool_ops.avg_pool_divisor(W, kernel[1], stride[1], padding[1], out[1],
+                                       count_include_pad)
         divisor = np.outer(dh, dw).astype(input.dtype)
-    return P.AvgPool2d.apply(input, kernel, stride, padding, out, divisor)
+    return pool_ops.AvgPool2d.apply(input, kernel, stride, padding, out, divisor)
 
 
 def adaptive_avg_pool2d(input, output_size):  # noqa: A002
@@ -230,7 +229,7 @@ def adaptive_avg_pool2d(input, output_size):  # noqa: A002
                          f"got {output_size!r}")
     if size == (1, 1):
         return input.mean(dim=(2, 3), keepdim=True)  # global average pooling
-    return P.AdaptiveAvgPool2d.apply(input, size)
+    return pool_ops.AdaptiveAvgPool2d.apply(input, size)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,47 +247,14 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa
         _check_batch_norm(input, running_mean, running_var, weight, bias, False)
         return _empty_batch_norm(input, weight, bias)
     _check_batch_norm(input, running_mean, running_var, weight, bias, training)
-    return N.BatchNorm.apply(input, weight, bias, running_mean, running_var, bool(training),
-                             momentum, eps)
+    return norm_ops.BatchNorm.apply(input, weight, bias, running_mean, running_var,
+                                    bool(training), momentum, eps)
 
 
 def _empty_batch_norm(input, weight, bias):  # noqa: A002
     shape = (1, input.shape[1]) + (1,) * (input.ndim - 2)
     out = input * weight.reshape(shape) if weight is not None else input * 1
     return out + bias.reshape(shape) if bias is not None else out
-
-
-def _batch_norm_relu_max_pool2d(input, running_mean, running_var, weight, bias,  # noqa: A002
-                                training, momentum, eps):
-    """max_pool2d(relu(batch_norm(input, ...)), 2, 2) as one op; see tinyconv/ops/fused.py.
-
-    Only for what ``nn.Sequential`` fuses: a 4-D input of even height and width, and a backward
-    pass (if any) in training mode.
-    """
-    _check_batch_norm(input, running_mean, running_var, weight, bias, training)
-    return FU.BatchNormReLUMaxPool2d.apply(input, weight, bias, running_mean, running_var,
-                                           bool(training), momentum, eps)
-
-
-def _conv2d_batch_norm_relu_max_pool2d(input, conv_args, weight, bias, bn_args):  # noqa: A002
-    """max_pool2d(relu(batch_norm(conv2d(input, weight, bias, *conv_args), *bn_args)), 2, 2) as
-    one op; only for what ``nn.Sequential`` fuses (tinyconv/nn/fusion.py checked the rest)."""
-    running_mean, running_var, gamma, beta, training, momentum, eps = bn_args
-    return FU.Conv2dBatchNormReLUMaxPool2d.apply(input, weight, bias, gamma, beta, running_mean,
-                                                 running_var, *conv_args, bool(training),
-                                                 momentum, eps)
-
-
-def _conv2d_max_pool2d_relu(input, conv_args, weight, bias):  # noqa: A002
-    """relu(max_pool2d(conv2d(input, weight, bias, *conv_args), 2, 2)) as one op; only for what
-    ``nn.Sequential`` fuses."""
-    return FU.Conv2dMaxPool2dReLU.apply(input, weight, bias, *conv_args)
-
-
-def _max_pool2d_relu(input):  # noqa: A002
-    """relu(max_pool2d(input, 2, 2)) as one op (equal to max_pool2d(relu(input), 2, 2)); only for
-    what ``nn.Sequential`` fuses: a 4-D floating-point input of even height and width."""
-    return FU.MaxPool2dReLU.apply(input)
 
 
 def _check_batch_norm(input, running_mean, running_var, weight, bias, training):  # noqa: A002
@@ -334,7 +300,7 @@ def dropout(input, p=0.5, training=True, inplace=False):  # noqa: A002
     mask = _dropout_mask(input.shape, p, input.dtype)
     if inplace:
         return input.mul_(Tensor._wrap(mask))
-    return N.Dropout.apply(input, mask)
+    return dropout_ops.Dropout.apply(input, mask)
 
 
 def dropout2d(input, p=0.5, training=True, inplace=False):  # noqa: A002
@@ -358,7 +324,7 @@ def dropout2d(input, p=0.5, training=True, inplace=False):  # noqa: A002
     mask = _dropout_mask(noise, p, input.dtype)
     if inplace:
         return input.mul_(Tensor._wrap(mask))
-    return N.Dropout.apply(input, mask)
+    return dropout_ops.Dropout.apply(input, mask)
 
 
 def relu(input, inplace=False):  # noqa: A002
@@ -366,15 +332,15 @@ def relu(input, inplace=False):  # noqa: A002
     _check_tensor("relu", "input", input)
     if inplace:
         return input.relu_()
-    return E.ReLU.apply(input)
+    return elementwise_ops.ReLU.apply(input)
 
 
 def sigmoid(input):  # noqa: A002
-    return E.Sigmoid.apply(input)
+    return elementwise_ops.Sigmoid.apply(input)
 
 
 def tanh(input):  # noqa: A002
-    return E.Tanh.apply(input)
+    return elementwise_ops.Tanh.apply(input)
 
 
 def linear(input, weight, bias=None):  # noqa: A002
@@ -393,7 +359,7 @@ def linear(input, weight, bias=None):  # noqa: A002
             f"linear(): input of shape {tuple(input.shape)} has {input.shape[-1]} features in "
             f"its last dimension, but the weight {tuple(weight.shape)} expects "
             f"in_features={weight.shape[1]}")
-    return MM.Linear.apply(input, weight, bias)
+    return matmul_ops.Linear.apply(input, weight, bias)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,13 +377,13 @@ def _softmax_dim(fn, x, dim):
 def softmax(input, dim=None, dtype=None):  # noqa: A002
     x = input if dtype is None else input.to(dtype)
     _check_float("softmax", "input", x)
-    return L.Softmax.apply(x, _softmax_dim("softmax", x, dim))
+    return loss_ops.Softmax.apply(x, _softmax_dim("softmax", x, dim))
 
 
 def log_softmax(input, dim=None, dtype=None):  # noqa: A002
     x = input if dtype is None else input.to(dtype)
     _check_float("log_softmax", "input", x)
-    return L.LogSoftmax.apply(x, _softmax_dim("log_softmax", x, dim))
+    return loss_ops.LogSoftmax.apply(x, _softmax_dim("log_softmax", x, dim))
 
 
 def _check_reduction(fn, reduction):
@@ -457,14 +423,15 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100,  
     t, n_classes = _check_class_targets("nll_loss", input, target, ignore_index, weight)
     w = weight._data if weight is not None else None
     if input.ndim == 1:  # a single unbatched sample
-        return L.NLLLoss.apply(input.unsqueeze(0), t.reshape(1).astype(np.int64), w,
+        return loss_ops.NLLLoss.apply(input.unsqueeze(0), t.reshape(1).astype(np.int64), w,
                                ignore_index, reduction).reshape(())
     if input.ndim > 2:  # (N, C, d1, ...) -> (N*d1*..., C), target likewise
         moved = input.permute(0, *range(2, input.ndim), 1)
-        out = L.NLLLoss.apply(moved.reshape(-1, n_classes), t.reshape(-1).astype(np.int64), w,
-                              ignore_index, reduction)
+        out = loss_ops.NLLLoss.apply(moved.reshape(-1, n_classes),
+                                     t.reshape(-1).astype(np.int64), w, ignore_index, reduction)
         return out.reshape(t.shape) if reduction == "none" else out
-    return L.NLLLoss.apply(input, t.astype(np.int64, copy=False), w, ignore_index, reduction)
+    return loss_ops.NLLLoss.apply(input, t.astype(np.int64, copy=False), w, ignore_index,
+                                  reduction)
 
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100,  # noqa: A002

@@ -1,9 +1,37 @@
-"""Which runs of modules ``nn.Sequential`` may compute as one fused op.
+"""Fusion: which runs of modules ``nn.Sequential`` computes as one op, and why.
 
-Two patterns (tinyconv/ops/fused.py): ``BatchNorm2d -> ReLU -> MaxPool2d(2, 2)``, the end of
-each FashionCNN layer, and ``MaxPool2d(2, 2)`` next to ``ReLU`` in either order (ConvModule,
-DeepFashionCNN); each also with the ``Conv2d`` before it, whose output then goes to the fused
-kernels in the GEMM's layout. A run is fused only when nothing could tell the difference:
+This is the one place that explains fusion; tinyconv/ops/fused.py (the Functions) and
+tinyconv/kernels/fused.py (their loops) link here.
+
+**Why.** FashionCNN's layers end in ``BatchNorm2d -> ReLU -> MaxPool2d(2, 2)``. Run module by
+module, this writes four full-size arrays in the forward pass (xhat, the batch-norm output, the
+ReLU output, the pooling's arg-max) and three in the backward pass (the pooling's scattered
+gradient, the ReLU's, the batch norm's), each read back by the next step. Fused, the forward
+pass reads x twice (statistics, then normalize + ReLU + max) and writes only the pooled output
+and a one-byte arg-max per window; the backward pass reads x, recomputes xhat where it needs it,
+and writes the input gradient once.
+
+**The patterns.** ``BatchNorm2d -> ReLU -> MaxPool2d(2, 2)`` and ``MaxPool2d(2, 2)`` next to
+``ReLU`` in either order (ConvModule, DeepFashionCNN: relu(max of a window) = max of relu, values
+and gradient), each also with the ``Conv2d`` before it. With the convolution, the kernels read
+its GEMM output Y (OC, N, OH, OW) where it lies, adding the bias as they go, instead of a
+batch-major copy of it; and the backward pass writes the output gradient straight into that
+layout, which is the one the convolution's backward GEMMs take::
+
+    unfused:  Y = W @ cols -> y = Y + b, moved to (N, OC, OH, OW) -> batch norm ... -> out
+    fused:    Y = W @ cols -> batch norm (Y + b) ... -> out
+
+two full-size passes over the activation fewer (the move in forward and its inverse in
+backward).
+
+**Same results.** The outputs are bit-identical to the modules run one by one, the running
+statistics move the same way, and the gradients are equal (for the batch norm, the same sums in
+another order). In the autograd graph the nodes become one: ``BatchNormReLUMaxPool2dBackward``,
+``MaxPool2dReLUBackward``, ``Conv2dBatchNormReLUMaxPool2dBackward``,
+``Conv2dMaxPool2dReLUBackward``. ``set_fusion(False)`` turns fusion off for the whole process
+(e.g. to look at the unfused graph).
+
+**When.** A run is fused only when nothing could tell the difference:
 
 * the modules are exactly tinyconv's classes, none has a ``forward`` replaced on the instance
   (``tinyconv.summary`` and the parity recorder do that to watch each layer) and none has a
@@ -17,12 +45,18 @@ kernels in the GEMM's layout. A run is fused only when nothing could tell the di
   channel count and dtype); otherwise the Conv2d runs alone and the rest is tried after it.
 
 Anything else, wrong input included, goes through the modules one by one, with their checks and
-error messages. ``set_fusion(False)`` turns fusion off for the whole process.
+error messages.
 """
 
 from __future__ import annotations
 
+from tinyconv._utils import _pair
 from tinyconv.autograd import is_grad_enabled
+from tinyconv.nn import functional as F
+from tinyconv.nn.modules.layers import BatchNorm2d, Conv2d, MaxPool2d, ReLU
+from tinyconv.ops import fused as fused_ops
+from tinyconv.ops.conv import output_size
+from tinyconv.tensor import Tensor
 
 _enabled = True
 
@@ -37,8 +71,8 @@ def fusion_enabled() -> bool:
     return _enabled
 
 
-def _pair(v):
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+# ---------------------------------------------------------------------------------------------
+# which runs fuse
 
 
 def _unpatched(*modules):
@@ -49,8 +83,6 @@ def _unpatched(*modules):
 
 def _tiling_pool(pool):
     """A MaxPool2d whose 2x2 windows, stride 2, tile its input."""
-    from tinyconv.nn.modules.layers import MaxPool2d
-
     return (type(pool) is MaxPool2d and _pair(pool.kernel_size) == (2, 2)
             and _pair(pool.stride) == (2, 2) and _pair(pool.padding) == (0, 0)
             and _pair(pool.dilation) == (1, 1) and not pool.ceil_mode
@@ -60,9 +92,6 @@ def _tiling_pool(pool):
 def try_fused(modules, i, input):  # noqa: A002
     """(output, number of modules it stands for) for a fusable run starting at modules[i], or
     None when there is none."""
-    from tinyconv.nn.modules.layers import BatchNorm2d, Conv2d, ReLU
-    from tinyconv.tensor import Tensor
-
     if not (_enabled and isinstance(input, Tensor) and input.ndim == 4
             and input.dtype.kind == "f" and input.numel() > 0):
         return None
@@ -76,15 +105,12 @@ def try_fused(modules, i, input):  # noqa: A002
         return _batch_norm_relu_max_pool(run[0], input), 3
     run = modules[i:i + 2]
     if len(run) == 2 and _unpatched(*run) and _pool_and_relu(run):
-        from tinyconv.nn import functional as F
-        return F._max_pool2d_relu(input), 2
+        return max_pool2d_relu(input), 2
     return None
 
 
 def _pool_and_relu(run):
     """A 2x2 tiling MaxPool2d and a ReLU, in either order."""
-    from tinyconv.nn.modules.layers import ReLU
-
     return ((type(run[0]) is ReLU and _tiling_pool(run[1]))
             or (_tiling_pool(run[0]) and type(run[1]) is ReLU))
 
@@ -92,10 +118,6 @@ def _pool_and_relu(run):
 def _conv_run(modules, i, input):  # noqa: A002
     """Conv2d -> BatchNorm2d -> ReLU -> MaxPool2d(2, 2), or Conv2d followed by MaxPool2d(2, 2)
     and ReLU in either order, as one op."""
-    from tinyconv.nn import functional as F
-    from tinyconv.nn.modules.layers import BatchNorm2d, ReLU
-    from tinyconv.ops.conv import output_size
-
     conv = modules[i]
     run = modules[i:i + 4]
     with_bn = (len(run) == 4 and type(run[1]) is BatchNorm2d and type(run[2]) is ReLU
@@ -113,12 +135,12 @@ def _conv_run(modules, i, input):  # noqa: A002
     if OH % 2 or OW % 2:
         return None
     if not with_bn:
-        return F._conv2d_max_pool2d_relu(input, conv_args, conv.weight, conv.bias), 3
+        return conv2d_max_pool2d_relu(input, conv_args, conv.weight, conv.bias), 3
     bn = run[1]
     if not _batch_norm_fits(bn, conv, input, input.shape[0] * OH * OW):
         return None
-    return F._conv2d_batch_norm_relu_max_pool2d(input, conv_args, conv.weight, conv.bias,
-                                                bn._stats_args()), 4
+    return conv2d_batch_norm_relu_max_pool2d(input, conv_args, conv.weight, conv.bias,
+                                             bn._stats_args()), 4
 
 
 def _batch_norm_fits(bn, conv, input, per_channel):  # noqa: A002
@@ -136,8 +158,6 @@ def _batch_norm_fits(bn, conv, input, per_channel):  # noqa: A002
 
 
 def _batch_norm_relu_max_pool(bn, input):  # noqa: A002
-    from tinyconv.nn import functional as F
-
     args = bn._batch_norm_args(input)  # checks input against the module; counts the batch
     use_batch_stats = args[4]
     if not use_batch_stats:
@@ -145,5 +165,42 @@ def _batch_norm_relu_max_pool(bn, input):  # noqa: A002
         if is_grad_enabled() and any(p is not None and p.requires_grad for p in params):
             # NOTE: _batch_norm_args already counted this batch; the unfused path must not
             # count it again, so run the batch norm here and the ReLU and pooling fused.
-            return F._max_pool2d_relu(F.batch_norm(input, *args))
-    return F._batch_norm_relu_max_pool2d(input, *args)
+            return max_pool2d_relu(F.batch_norm(input, *args))
+    return batch_norm_relu_max_pool2d(input, *args)
+
+
+# ---------------------------------------------------------------------------------------------
+# the fused ops, called with what the modules' checks produced
+
+
+def batch_norm_relu_max_pool2d(input, running_mean, running_var, weight, bias,  # noqa: A002
+                               training, momentum, eps):
+    """max_pool2d(relu(batch_norm(input, ...)), 2, 2) as one op.
+
+    Only for what ``try_fused`` accepts: a 4-D input of even height and width, and a backward
+    pass (if any) in training mode. The arguments are F.batch_norm's, checked as it checks them.
+    """
+    F._check_batch_norm(input, running_mean, running_var, weight, bias, training)
+    return fused_ops.BatchNormReLUMaxPool2d.apply(input, weight, bias, running_mean, running_var,
+                                                  bool(training), momentum, eps)
+
+
+def conv2d_batch_norm_relu_max_pool2d(input, conv_args, weight, bias, bn_args):  # noqa: A002
+    """max_pool2d(relu(batch_norm(conv2d(input, weight, bias, *conv_args), *bn_args)), 2, 2) as
+    one op; only for what ``try_fused`` accepts (it checked the arguments)."""
+    running_mean, running_var, gamma, beta, training, momentum, eps = bn_args
+    return fused_ops.Conv2dBatchNormReLUMaxPool2d.apply(
+        input, weight, bias, gamma, beta, running_mean, running_var, *conv_args, bool(training),
+        momentum, eps)
+
+
+def conv2d_max_pool2d_relu(input, conv_args, weight, bias):  # noqa: A002
+    """relu(max_pool2d(conv2d(input, weight, bias, *conv_args), 2, 2)) as one op; only for what
+    ``try_fused`` accepts."""
+    return fused_ops.Conv2dMaxPool2dReLU.apply(input, weight, bias, *conv_args)
+
+
+def max_pool2d_relu(input):  # noqa: A002
+    """relu(max_pool2d(input, 2, 2)) as one op (equal to max_pool2d(relu(input), 2, 2)); only
+    for a 4-D floating-point input of even height and width."""
+    return fused_ops.MaxPool2dReLU.apply(input)

@@ -1,19 +1,28 @@
-"""2-D convolution as im2col + one GEMM (see ``tinyconv/kernels/conv.py`` and docs/).
-
-When no backward will follow (evaluation under ``no_grad``), the batch goes through in chunks of
-samples instead: each chunk's cols (a few MB) stays in the cache for its GEMM, and nothing is
-kept for backward; at batch 1000 the whole cols matrix of FashionCNN's second layer would be
-225 MB.
+"""2-D convolution as im2col + one matrix product (GEMM).
 
 Shapes: x (N, C, H, W), weight W (OC, C, KH, KW), bias b (OC,), output y (N, OC, OH, OW);
-K = C*KH*KW is the length of one receptive field, P = N*OH*OW the number of them.
+K = C*KH*KW is the length of one receptive field, P = N*OH*OW the number of them, and
+W2 = W.reshape(OC, K) the weights as a matrix. im2col and col2im: tinyconv/kernels/conv.py.
 
-    forward:   cols = im2col(x)                       (K, P)
-               Y    = W.reshape(OC, K) @ cols         (OC, P)  -> y (N, OC, OH, OW), + b
-    backward:  gY   = gy as (OC, P)
-               gW   = gY @ cols.T                     (OC, K)  -> (OC, C, KH, KW)
-               gb   = gy summed over N, OH, OW        (OC,)
-               gx   = col2im(W.reshape(OC, K).T @ gY) (K, P)   -> (N, C, H, W)
+    forward:   cols = im2col(x)                        (K, P), columns ordered (n, oh, ow)
+               Y    = W2 @ cols                        (OC, P)  -> y (N, OC, OH, OW), + b
+    backward:  gY   = gy as (OC, P)                    (the layout of Y)
+               gb   = sum of gy over N, OH, OW         (OC,)
+               gW   = gY @ cols.T                      (OC, K)  -> (OC, C, KH, KW)
+               gx   = col2im(W2.T @ gY)                (K, P)   -> (N, C, H, W)
+
+docs/conv2d-forward.md and docs/conv2d-backward.md derive both passes; the loops by the
+definition are ``conv2d_naive`` in tinyconv/kernels/naive.py.
+
+Three speed cases, each in a named helper after the op (they change no number):
+
+* evaluation (no backward will follow): :func:`_forward_in_chunks` runs the batch in chunks of
+  samples, so each chunk's cols stays in the cache and nothing is kept;
+* a first layer (its input needs no gradient) with a short receptive field:
+  :func:`_first_layer_backward` computes gW by one small GEMM per sample;
+* the fused ops of tinyconv/ops/fused.py (see tinyconv/nn/fusion.py) read Y in the GEMM's own
+  channel-major layout (:func:`gemm_channel_major`) and hand back gY in it
+  (:func:`gradients`).
 """
 
 from __future__ import annotations
@@ -24,26 +33,59 @@ from tinyconv.autograd import ArrayFunction
 from tinyconv.kernels.conv import col2im, conv_out_size, im2col, to_batch_major, to_channel_major
 
 CHUNK_ELEMENTS = 1 << 20  # cols entries per chunk when nothing is saved for backward (4 MB f32)
-SMALL_K = 32  # first layers with receptive fields up to this long: _weight_grad_per_sample
+SMALL_K = 32  # first layers with receptive fields up to this long: _first_layer_backward
 
 
-def _gemm_into(y, W2, cols, b):
-    """y (n, OC, OH*OW) = W2 @ cols (+ b): the GEMM's (OC, n, OH*OW) result moved into y's
-    layout, whole rows of OH*OW at a time, adding the bias on the way."""
-    n, OC, L = y.shape
-    to_batch_major((W2 @ cols).reshape(OC, n, L), b, out=y)
+class Conv2d(ArrayFunction):
+    @staticmethod
+    def forward(ctx, x, W, b, stride, padding, dilation):
+        geometry = (W.shape[2], W.shape[3], stride, padding, dilation)  # kh, kw, ...
+        y = np.empty((x.shape[0], W.shape[0]) + output_size(x.shape, W.shape, *geometry[2:]),
+                     dtype=np.result_type(x, W))  # (N, OC, OH, OW)
+        if not ctx.recording:  # no backward will follow
+            return _forward_in_chunks(x, W, b, geometry, y)
+        cols = im2col(x, *geometry)  # (K, P)
+        _gemm_into(y, W, cols, b)  # y = W2 @ cols + b, in the batch's layout
+        ctx.save_for_backward(cols, W)
+        ctx.x_shape, ctx.geometry = x.shape, geometry
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        cols, W = ctx.saved_tensors
+        if _is_first_layer(ctx.needs_input_grad, W):
+            return _first_layer_backward(gy, cols, W, ctx.needs_input_grad)
+        N, OC = gy.shape[:2]
+        # gy (N, OC, OH, OW) -> gY (OC, N*OH*OW), the layout of Y in forward; the same pass over
+        # gy sums it for gb
+        gY, gb = to_channel_major(gy.reshape(N, OC, -1))
+        return gradients(gY, gb, cols, W, ctx.x_shape, ctx.geometry, ctx.needs_input_grad)
 
 
-def _weight_grad_per_sample(gy, cols):
-    """gW = sum over samples n of gy[n] @ cols[:, n].T, for gy (N, OC, L) (any strides).
+def gradients(gY, gb, cols, W, x_shape, geometry, need):
+    """(gx, gW, gb) of a convolution from gY (OC, N*OH*OW), the output gradient in the GEMM's
+    layout, and gb (OC,), its sum over each channel; ``need``: which of the three are wanted.
 
-    For a first layer with a short receptive field (K = 9 for one grey channel and 3x3 kernels)
-    the one GEMM gY @ cols.T has a tiny (OC, K) result and an inner dimension of N*L, a shape
-    BLAS handles poorly (FashionCNN's first layer: 0.8 ms); N small GEMMs, one per sample, take
-    0.3 ms, and read gy in whichever layout it comes.
+    Conv2d and the fused ops of tinyconv/ops/fused.py both end here.
     """
-    K, N = cols.shape[0], gy.shape[0]
-    return np.matmul(gy, cols.reshape(K, N, -1).transpose(1, 2, 0)).sum(axis=0)
+    need_x, need_w, need_b = need[:3]
+    OC, N = W.shape[0], x_shape[0]
+    gY = gY.reshape(OC, -1)
+    # gb = sum of gy over batch and positions                   (OC,): given
+    gb = gb if need_b else None
+    # gW = gY · colsᵀ                                            (OC, K) -> (OC, C, KH, KW)
+    # (for a fused first layer by per-sample GEMMs: the same sum, see _weight_grad_per_sample)
+    gW = None
+    if need_w:
+        gW = _weight_grad_per_sample(gY, cols, N) if _is_first_layer(need, W) else gY @ cols.T
+        gW = gW.reshape(W.shape)
+    # gx = col2im(W2ᵀ · gY)                                      (K, P) -> (N, C, H, W)
+    gx = col2im(W.reshape(OC, -1).T @ gY, x_shape, *geometry) if need_x else None
+    return gx, gW, gb
+
+
+# ---------------------------------------------------------------------------------------------
+# speed cases and helpers
 
 
 def output_size(x_shape, w_shape, stride, padding, dilation):
@@ -52,74 +94,64 @@ def output_size(x_shape, w_shape, stride, padding, dilation):
                                dilation[a]) for a in (0, 1))
 
 
+def _gemm_into(y, W, cols, b):
+    """y (n, OC, OH, OW) = W2 @ cols + b: the GEMM's (OC, n*OH*OW) result moved into y's layout,
+    whole rows of OH*OW at a time, adding the bias on the way."""
+    n, OC = y.shape[:2]
+    to_batch_major((W.reshape(OC, -1) @ cols).reshape(OC, n, -1), b, out=y.reshape(n, OC, -1))
+
+
 def chunk_size(W, L):
-    """Samples per chunk when nothing is saved for backward (see the module docstring)."""
+    """Samples per chunk when nothing is saved for backward (see :func:`_forward_in_chunks`)."""
     return max(1, CHUNK_ELEMENTS // (W[0].size * L))
 
 
+def _forward_in_chunks(x, W, b, geometry, y):
+    """The forward pass into y when no backward will follow: the batch in chunks of samples.
+
+    Each chunk's cols (a few MB) stays in the cache for its GEMM, and nothing is kept for
+    backward; at batch 1000 the whole cols matrix of FashionCNN's second layer would be 225 MB.
+    """
+    step = chunk_size(W, y.shape[2] * y.shape[3])
+    for n0 in range(0, x.shape[0], step):
+        _gemm_into(y[n0:n0 + step], W, im2col(x[n0:n0 + step], *geometry), b)
+    return y
+
+
+def _is_first_layer(need, W):
+    """The input needs no gradient (a first layer) and the receptive field is short (K = 9 for
+    one grey channel and 3x3 kernels): then gW goes by per-sample GEMMs."""
+    return not need[0] and W[0].size <= SMALL_K
+
+
+def _weight_grad_per_sample(gy, cols, N):
+    """gW = sum over samples n of gy[n] @ cols[:, n].T, for gy as (N, OC, L) or (OC, N*L).
+
+    For a first layer with a short receptive field the one GEMM gY @ cols.T has a tiny (OC, K)
+    result and an inner dimension of N*L, a shape BLAS handles poorly (FashionCNN's first
+    layer: 0.8 ms); N small GEMMs, one per sample, take 0.3 ms, and read gy in whichever layout
+    it comes.
+    """
+    K = cols.shape[0]
+    if gy.ndim == 2:  # (OC, N*L), the GEMM's layout -> (N, OC, L), a view
+        gy = gy.reshape(gy.shape[0], N, -1).transpose(1, 0, 2)
+    return np.matmul(gy, cols.reshape(K, N, -1).transpose(1, 2, 0)).sum(axis=0)
+
+
+def _first_layer_backward(gy, cols, W, need):
+    """Conv2d.backward for a first layer (see :func:`_is_first_layer`): gW and gb straight from
+    gy's (N, OC, OH, OW) layout, which costs less than moving gy into the GEMM's layout first."""
+    N, OC = gy.shape[:2]
+    gy3 = gy.reshape(N, OC, -1)
+    gW = _weight_grad_per_sample(gy3, cols, N).reshape(W.shape) if need[1] else None
+    gb = gy3.sum(axis=(0, 2), dtype=np.float64).astype(gy.dtype) if need[2] else None
+    return None, gW, gb
+
+
 def gemm_channel_major(x, W, stride, padding, dilation):
-    """(Y, cols): Y = W.reshape(OC, K) @ im2col(x) as (OC, N, OH, OW), the GEMM's own layout
-    (channel-major; no bias added), for the fused ops of tinyconv/ops/fused.py to read in place
-    of the batch-major output."""
+    """(Y, cols): Y = W2 @ im2col(x) as (OC, N, OH, OW), the GEMM's own layout (channel-major;
+    no bias added), for the fused ops of tinyconv/ops/fused.py to read in place of y."""
     OC, _, kh, kw = W.shape
     OH, OW = output_size(x.shape, W.shape, stride, padding, dilation)
     cols = im2col(x, kh, kw, stride, padding, dilation)
     return (W.reshape(OC, -1) @ cols).reshape(OC, x.shape[0], OH, OW), cols
-
-
-def backward_from_channel_major(gY, gb, cols, W, x_shape, geometry, need):
-    """(gx, gW, gb) of a convolution, given the gradient of its output in the GEMM's layout
-    gY (OC, N*OH*OW) and its channel sums gb; ``need``: which of the three are wanted."""
-    need_x, need_w, need_b = need[:3]
-    OC = W.shape[0]
-    W2 = W.reshape(OC, -1)
-    gY = gY.reshape(OC, -1)
-    if need_w and not need_x and W2.shape[1] <= SMALL_K:
-        gW = _weight_grad_per_sample(gY.reshape(OC, x_shape[0], -1).transpose(1, 0, 2), cols)
-    else:
-        gW = gY @ cols.T if need_w else None
-    gx = None
-    if need_x:
-        kh, kw, stride, padding, dilation = geometry
-        gx = col2im(W2.T @ gY, x_shape, kh, kw, stride, padding, dilation)  # (N, C, H, W)
-    return (gx, gW.reshape(W.shape) if need_w else None, gb if need_b else None)
-
-
-class Conv2d(ArrayFunction):
-    @staticmethod
-    def forward(ctx, x, W, b, stride, padding, dilation):
-        N, C, H, Wd = x.shape
-        OC, _, kh, kw = W.shape
-        OH, OW = output_size(x.shape, W.shape, stride, padding, dilation)
-        W2 = W.reshape(OC, -1)  # (OC, K)
-        y = np.empty((N, OC, OH * OW), dtype=np.result_type(x, W))
-        if not ctx.recording:
-            step = chunk_size(W, OH * OW)
-            for n0 in range(0, N, step):
-                cols = im2col(x[n0:n0 + step], kh, kw, stride, padding, dilation)
-                _gemm_into(y[n0:n0 + step], W2, cols, b)
-            return y.reshape(N, OC, OH, OW)
-        cols = im2col(x, kh, kw, stride, padding, dilation)  # (K, P), columns ordered (n, oh, ow)
-        _gemm_into(y, W2, cols, b)
-        ctx.save_for_backward(cols, W)
-        ctx.x_shape = x.shape
-        ctx.geometry = (kh, kw, stride, padding, dilation)
-        return y.reshape(N, OC, OH, OW)
-
-    @staticmethod
-    def backward(ctx, gy):
-        cols, W = ctx.saved_tensors
-        N, OC, OH, OW = gy.shape
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        if not need_x and W[0].size <= SMALL_K:
-            # A first layer (its input needs no gradient) with a short receptive field: the
-            # weight gradient straight from gy's layout (see _weight_grad_per_sample) costs less
-            # than moving gy into the GEMM's layout first.
-            gy3 = gy.reshape(N, OC, -1)
-            gW = _weight_grad_per_sample(gy3, cols).reshape(W.shape) if need_w else None
-            gb = gy3.sum(axis=(0, 2), dtype=np.float64).astype(gy.dtype) if need_b else None
-            return None, gW, gb
-        # (N, OC, OH*OW) -> (OC, N*OH*OW), the layout of Y in forward; gb on the way
-        gY, gb = to_channel_major(gy.reshape(N, OC, OH * OW))
-        return backward_from_channel_major(gY, gb, cols, W, ctx.x_shape, ctx.geometry,
-                                           ctx.needs_input_grad)

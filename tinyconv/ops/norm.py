@@ -1,4 +1,4 @@
-"""Batch normalization and dropout.
+"""Batch normalization.
 
 Batch norm over channel axis 1 of x (N, C) or (N, C, H, W); statistics are taken over the other
 axes, M = x.size / C values per channel::
@@ -14,9 +14,6 @@ axes, M = x.size / C values per channel::
         gx     = gamma / (M * sqrt(var + eps)) * (M * gy - gbeta - xhat * ggamma)
     backward (eval; mu and var are constants):
         gx     = gy * gamma / sqrt(var + eps)
-
-Dropout multiplies by a mask of 0 and 1/(1-p), so the expected value is unchanged:
-y = x * mask, gx = gy * mask.
 """
 
 from __future__ import annotations
@@ -88,14 +85,3 @@ class BatchNorm(ArrayFunction):
                 xhat = (x - per_channel(mu, nd)) * per_channel(invstd, nd)
                 ggamma = (gy * xhat).sum(axis=axes)
         return (gx if ctx.needs_input_grad[0] else None), ggamma, gbeta
-
-
-class Dropout(ArrayFunction):
-    @staticmethod
-    def forward(ctx, x, mask):
-        ctx.mask = mask
-        return x * mask
-
-    @staticmethod
-    def backward(ctx, gy):
-        return gy * ctx.mask

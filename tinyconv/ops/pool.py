@@ -19,9 +19,13 @@ from tinyconv.kernels.pool import maxpool2d_backward, maxpool2d_forward
 
 class MaxPool2d(ArrayFunction):
     @staticmethod
-    def forward(ctx, x, kernel, stride, padding, dilation, out_size):
+    def forward(ctx, x, kernel, stride, padding, dilation, out_size, indices_out=None):
+        """``indices_out``: a list to append the arg-max indices to (``return_indices=True``)."""
+        want_indices = ctx.recording or indices_out is not None
         y, idx = maxpool2d_forward(x, kernel[0], kernel[1], stride, padding, dilation, *out_size,
-                                   indices=ctx.recording)
+                                   indices=want_indices)
+        if indices_out is not None:
+            indices_out.append(idx)
         ctx.idx, ctx.x_shape = idx, x.shape
         return y
 

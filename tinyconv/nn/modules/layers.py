@@ -8,15 +8,12 @@ import numbers
 import numpy as np
 
 from tinyconv import tensor as T
+from tinyconv._utils import _pair
 from tinyconv.errors import ShapeError
 from tinyconv.nn import functional as F
 from tinyconv.nn import init
 from tinyconv.nn.modules.module import Module, Parameter
 from tinyconv.tensor import Tensor
-
-
-def _pair(v):
-    return (v, v) if isinstance(v, numbers.Integral) else tuple(v)
 
 
 def _positive_int(cls, name, value):
@@ -60,7 +57,14 @@ class Linear(Module):
 
 
 class Conv2d(Module):
-    """2-D convolution; weight (out_channels, in_channels, KH, KW), bias (out_channels,)."""
+    """2-D convolution; weight (out_channels, in_channels, KH, KW), bias (out_channels,).
+
+    The call goes ``forward`` -> ``F.conv2d`` (checks the arguments) -> the Function
+    ``Conv2d`` of tinyconv/ops/conv.py (the math: im2col, one GEMM; backward: gb, gW, gx) ->
+    the loops of tinyconv/kernels/conv.py. Inside ``nn.Sequential``, a Conv2d followed by
+    BatchNorm2d, ReLU and MaxPool2d(2, 2) may run as one fused op instead, with the same
+    results: tinyconv/nn/fusion.py.
+    """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=True, padding_mode="zeros", device=None, dtype=None):
