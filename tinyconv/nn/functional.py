@@ -142,7 +142,7 @@ def _string_padding(padding, stride, dilation, kernel):
                          f"got {padding!r}")
     if stride != (1, 1):
         raise ValueError("conv2d(): padding='same' is not supported for strided convolutions")
-    total = [d * (k - 1) for d, k in zip(dilation, kernel)]
+    total = [d * (k - 1) for d, k in zip(dilation, kernel, strict=True)]
     if any(t % 2 for t in total):
         raise NotImplementedError(
             f"conv2d(): padding='same' with an even effective kernel {kernel} needs asymmetric "
@@ -155,7 +155,7 @@ def _pool_geometry(fn, x, kernel_size, stride, padding, dilation, ceil_mode):
     stride = kernel if stride is None or stride == [] else _check_pair(fn, "stride", stride, 1)
     padding = _check_pair(fn, "padding", padding, 0)
     dilation = _check_pair(fn, "dilation", dilation, 1)
-    for k, p in zip(kernel, padding):
+    for k, p in zip(kernel, padding, strict=True):
         if p > k // 2:  # torch's rule; it also keeps every window partly inside the input
             raise ValueError(f"{fn}(): padding should be at most half of the kernel size, "
                              f"but got padding={padding}, kernel_size={kernel}")
