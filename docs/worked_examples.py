@@ -310,8 +310,99 @@ def adam():
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------------------------
+# the autograd engine (docs/autograd.md)
+
+
+def autograd_order():
+    """f = x * x + x at x = 3: two paths from x to f; the engine's steps, printed as it runs."""
+    from tinyconv.autograd import _topological_order
+
+    x = tinyconv.tensor([3.0], dtype=tinyconv.float64, requires_grad=True)
+    sq = x * x
+    f = sq + x
+    names = {id(x): "x", id(sq): "sq"}
+    order = _topological_order(f.grad_fn)
+    lines = ["x = 3;  sq = x * x;  f = sq + x",
+             f"nodes in backward order: {' -> '.join(node.name() for node in order)}"]
+    grads, total = {id(f.grad_fn): np.ones(1)}, np.zeros(1)
+    for node in order:  # what tinyconv.autograd.backward does, one line per gradient
+        gy = grads.pop(id(node))
+        for t, parent, g in zip(node.inputs, node.edges, node.fn.backward(node.ctx, gy)):
+            lines.append(f"{node.name()}(gy = {fmt(gy)}) -> gradient {fmt(g)} for "
+                         f"{names[id(t)]}")
+            if parent is None:
+                total = total + g
+            else:
+                grads[id(parent)] = grads.get(id(parent), 0) + g
+    f.backward()
+    return "\n".join(lines + [f"x.grad = sum of its three gradients = {fmt(total)} = "
+                              f"{fmt(x.grad.numpy())}   (d/dx of x^2 + x = 2x + 1)"])
+
+
+def autograd_broadcast():
+    """a (2, 1) + b (3,) broadcasts to (2, 3); each gradient is summed back to its shape."""
+    a = tinyconv.tensor([[1.0], [2.0]], dtype=tinyconv.float64, requires_grad=True)
+    b = tinyconv.tensor([10.0, 20.0, 30.0], dtype=tinyconv.float64, requires_grad=True)
+    y = a + b
+    gy = np.arange(1.0, 7.0).reshape(2, 3)
+    y.backward(tinyconv.tensor(gy))
+    return "\n".join([
+        f"a (2, 1) + b (3,) = y {tuple(y.shape)}, upstream gradient gy =",
+        fmt(gy, "  "),
+        "a was stretched along axis 1: ga = gy summed over axis 1, keepdims",
+        fmt(a.grad.numpy(), "  "),
+        "b gained axis 0 (and was stretched along it): gb = gy summed over axis 0",
+        fmt(b.grad.numpy(), "  "),
+    ])
+
+
+def autograd_inplace():
+    """An in-place op recorded in the graph, and one that backward must refuse."""
+    x = tinyconv.tensor([1.0, 2.0], dtype=tinyconv.float64, requires_grad=True)
+    h = x * 3
+    h.mul_(0.5)
+    h.sum().backward()
+    lines = ["x = [1 2];  h = x * 3;  h.mul_(0.5);  h.sum().backward()",
+             f"h = {fmt(h.detach().numpy())}, h.grad_fn = {h.grad_fn.name()}, "
+             f"h._version = {h._version}",
+             f"x.grad = {fmt(x.grad.numpy())}   (d(1.5 x)/dx)", ""]
+    x = tinyconv.tensor([1.0, 2.0], dtype=tinyconv.float64, requires_grad=True)
+    y = x.exp()
+    y.add_(1)
+    try:
+        y.sum().backward()
+    except RuntimeError as exc:
+        message = str(exc).split(" Hint:")[0]
+    lines += ["y = x.exp();  y.add_(1);  y.sum().backward()",
+              "RuntimeError: " + message.replace(": [", ":\n  [").replace(", is at", ",\n  is at")]
+    return "\n".join(lines)
+
+
+def autograd_hooks():
+    """Tensor hooks see (and may change) a gradient; autograd.grad returns one."""
+    x = tinyconv.tensor([1.0, -2.0], dtype=tinyconv.float64, requires_grad=True)
+    y = x * x
+    seen = []
+    y.register_hook(lambda g: seen.append(g.numpy().copy()))
+    x.register_hook(lambda g: g * 10)
+    (y * 2).sum().backward()
+    x2 = tinyconv.tensor([1.0, -2.0], dtype=tinyconv.float64, requires_grad=True)
+    (g,) = tinyconv.autograd.grad((x2 * x2).sum(), x2)
+    return "\n".join([
+        "x = [1 -2];  y = x * x;  loss = (y * 2).sum()",
+        "y.register_hook(record)      # sees dloss/dy",
+        "x.register_hook(lambda g: g * 10)   # replaces dloss/dx before it reaches x.grad",
+        f"record saw dloss/dy = {fmt(seen[0])}",
+        f"x.grad = 10 * 4x = {fmt(x.grad.numpy())}",
+        f"tinyconv.autograd.grad((x * x).sum(), x) = {fmt(g.numpy())}   (x.grad untouched: "
+        f"{x2.grad})",
+    ])
+
+
 EXAMPLES = {f.__name__: f for f in (conv_forward, conv_backward, maxpool_backward,
-                                     batchnorm_backward, cross_entropy, adam)}
+                                     batchnorm_backward, cross_entropy, adam, autograd_order,
+                                     autograd_broadcast, autograd_inplace, autograd_hooks)}
 
 BLOCK = re.compile(r"(<!-- example: (\w+) -->\n)(.*?)(<!-- /example -->)", re.S)
 

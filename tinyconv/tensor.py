@@ -8,6 +8,7 @@ defaults follow torch's, so that code written for torch runs with ``tinyconv`` i
 from __future__ import annotations
 
 import numbers
+import weakref
 from collections import namedtuple
 
 import builtins as _b  # the torch dtype names below shadow int, float and bool
@@ -17,6 +18,7 @@ import numpy as np
 from tinyconv import autograd
 from tinyconv._devices import device, require_cpu
 from tinyconv.ops import elementwise as E
+from tinyconv.ops import inplace as INP
 from tinyconv.ops import matmul as MM
 from tinyconv.ops import reduce as R
 from tinyconv.ops import shape as S
@@ -128,7 +130,8 @@ class Tensor:
             self._data = self._data.copy()
         self.grad = None
         self.grad_fn = None
-        self._retains_grad = False
+        self._version_counter = autograd.VersionCounter()
+        self._view_base = self._view_fn = self._hooks = None
         self.requires_grad = requires_grad
 
     @classmethod
@@ -138,8 +141,9 @@ class Tensor:
         t._data = arr if isinstance(arr, np.ndarray) else np.asarray(arr)
         t.grad = None
         t.grad_fn = None
-        t._retains_grad = False
         t._requires_grad = False
+        t._version_counter = autograd.VersionCounter()
+        t._view_base = t._view_fn = t._hooks = None
         return t
 
     # ----- autograd state ---------------------------------------------------------------------
@@ -169,7 +173,41 @@ class Tensor:
     def retain_grad(self):
         """Keep ``.grad`` on this non-leaf tensor during backward, as torch does."""
         if self.grad_fn is not None:
-            self._retains_grad = True
+            self.grad_fn.retained = weakref.ref(self)
+        elif not self.requires_grad:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+
+    @property
+    def retains_grad(self):
+        return self.grad_fn is not None and self.grad_fn.retained is not None \
+            and self.grad_fn.retained() is self
+
+    @property
+    def _version(self):
+        """How many in-place changes this tensor's memory has seen (shared with its views)."""
+        return self._version_counter.value
+
+    def register_hook(self, hook):
+        """Call ``hook(grad)`` whenever the gradient of this tensor is computed; a hook may
+        return a tensor to use in place of ``grad``. Returns a handle whose ``remove()`` undoes
+        the registration (``torch.Tensor.register_hook``)."""
+        from tinyconv.utils.hooks import RemovableHandle
+
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if not callable(hook):
+            raise TypeError(f"register_hook(): hook must be callable, got {type(hook).__name__}")
+        if self.grad_fn is not None:
+            if self.grad_fn.hooks is None:
+                self.grad_fn.hooks = {}
+            hooks = self.grad_fn.hooks
+        else:
+            if self._hooks is None:
+                self._hooks = {}
+            hooks = self._hooks
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        return handle
 
     def _accumulate(self, g, owned=False):
         """Add ``g`` to ``.grad``; ``owned``: g is a fresh array that may be kept as it is."""
@@ -201,10 +239,15 @@ class Tensor:
         autograd.backward(self, g, retain_graph=retain_graph)
 
     def detach(self):
-        """The same data, outside the graph (no copy)."""
-        return Tensor._wrap(self._data)
+        """The same data, outside the graph (no copy; in-place changes of either show in both,
+        and count in both's version counter, as in torch)."""
+        t = Tensor._wrap(self._data)
+        t._version_counter = self._version_counter
+        return t
 
     def detach_(self):
+        if self._view_base is not None:
+            raise RuntimeError("Can't detach views in-place. Use detach() instead.")
         self.grad_fn = None
         self._requires_grad = False
         return self
@@ -425,31 +468,18 @@ class Tensor:
     abs = __abs__
 
     # NOTE: without these, Python runs ``w -= lr * w.grad`` as ``w = w - lr * w.grad``: a new
-    # tensor, leaving the parameter itself unchanged. Like torch they write into the array (with
-    # NumPy's same-kind casting: an int tensor -= a float raises, as in torch). On a non-leaf
-    # inside a recorded graph they fall back to the out-of-place op (NotImplemented), since
-    # tinyconv has no version counter to detect a saved array being overwritten (so, unlike
-    # torch, it cannot warn when a constant saved by a live graph is changed in place).
-    def _inplace_op(self, other, ufunc):
-        if self.requires_grad and autograd.is_grad_enabled():
-            if self.is_leaf:
-                raise RuntimeError("a leaf Variable that requires grad is being used in an "
-                                   "in-place operation; wrap it in tinyconv.no_grad()")
-            return NotImplemented
-        ufunc(self._data, other._data if isinstance(other, Tensor) else other, out=self._data)
-        return self
-
+    # tensor, leaving the parameter itself unchanged. Like torch they change the tensor in place.
     def __iadd__(self, other):
-        return self._inplace_op(other, np.add)
+        return self.add_(other)
 
     def __isub__(self, other):
-        return self._inplace_op(other, np.subtract)
+        return self.sub_(other)
 
     def __imul__(self, other):
-        return self._inplace_op(other, np.multiply)
+        return self.mul_(other)
 
     def __itruediv__(self, other):
-        return self._inplace_op(other, np.true_divide)
+        return self.div_(other)
 
     def exp(self):
         return E.Exp.apply(self)
@@ -677,56 +707,198 @@ class Tensor:
         return S.GetItem.apply(self, index)
 
     def __setitem__(self, index, value):
-        if self.requires_grad and autograd.is_grad_enabled():
-            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
-                               "operation; wrap it in tinyconv.no_grad()")
-        self._data[_unwrap_index(index)] = value._data if isinstance(value, Tensor) else value
+        index = _unwrap_index(index)
+        if isinstance(value, Tensor) and self._tracks_inplace(value):
+            self._apply_inplace(lambda old: INP.SetItem.apply(old, value, index), "setitem")
+            return
+        value = value._data if isinstance(value, Tensor) else value
+        if self._tracks_inplace():
+            self._apply_inplace(lambda old: INP.SetItem.apply(old, value, index), "setitem")
+            return
+        self._check_writeable("setitem")
+        self._data[index] = value
+        self._version_counter.value += 1
 
-    # ----- in-place helpers (no graph: initialisation, optimizers) ---------------------------
+    # ----- in-place operations ---------------------------------------------------------------
+    #
+    # Every in-place op goes through _apply_inplace. Outside a graph (the optimizers' updates,
+    # initialisation, anything under no_grad) it writes into the array and bumps the version
+    # counter. Inside a graph it is recorded as PyTorch records it: the new value is computed
+    # by the differentiable out-of-place op from a snapshot of the old value, written into this
+    # tensor's memory, and this tensor's grad_fn becomes that op's node. Backward then gives
+    # the right gradients, and any node that saved the overwritten memory for its backward
+    # refuses to run (see the version counters in autograd.py).
 
-    def _inplace(self, arr):
-        if self.requires_grad and self.is_leaf and autograd.is_grad_enabled():
-            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
-                               "operation; wrap it in tinyconv.no_grad()")
-        self._data[...] = arr
+    def _tracks_inplace(self, *others):
+        """Whether an in-place op on self (with ``others``) must be recorded in the graph."""
+        if not autograd.is_grad_enabled():
+            return False
+        return self.requires_grad or _b.any(isinstance(o, Tensor) and o.requires_grad
+                                            for o in others)
+
+    def _check_writeable(self, op):
+        if not self._data.flags.writeable:
+            raise RuntimeError(f"{op}: unsupported operation: this tensor's memory is read-only "
+                               f"(an expand()ed tensor, where more than one element refers to a "
+                               f"single memory location); clone() it first")
+
+    def _apply_inplace(self, compute, op, others=(), fast=None):
+        """Change this tensor in place to ``compute(old)`` (a function of the old value built
+        from differentiable ops). ``fast(array)``, if given, writes the new value directly when
+        no graph is recorded."""
+        self._check_writeable(op)
+        if not self._tracks_inplace(*others):
+            if fast is not None:
+                fast(self._data)
+            else:
+                with autograd.no_grad():
+                    new = compute(self)._data
+                np.copyto(self._data, new, casting="same_kind")
+            self._version_counter.value += 1
+            return self
+        base = self._view_base
+        if self.is_leaf and self.requires_grad:
+            raise RuntimeError(f"{op}: a leaf Variable that requires grad is being used in an "
+                               f"in-place operation; wrap it in tinyconv.no_grad() (as "
+                               f"optimizers and initialisers do) or use the out-of-place form")
+        if base is not None and base.is_leaf and base.requires_grad:
+            raise RuntimeError(f"{op}: a view of a leaf Variable that requires grad is being "
+                               f"used in an in-place operation; clone() it first")
+        new = compute(self._snapshot())
+        if new.dtype != self.dtype:
+            if not np.can_cast(new.dtype, self.dtype, casting="same_kind"):
+                raise RuntimeError(f"{op}: result type {new.dtype} can't be cast to the desired "
+                                   f"output type {self.dtype}")
+            new = new.to(self.dtype)
+        if base is None:
+            np.copyto(self._data, new._data)
+            self._rebase(new.grad_fn)
+        else:
+            # Write through the base: its new value is the old one with the viewed part
+            # replaced; this tensor (a view of the base's memory) sees the change, and its
+            # graph becomes "a view of the new base".
+            new_base = INP.SetView.apply(base._snapshot(), new, self._view_fn)
+            np.copyto(base._data, new_base._data)
+            base._rebase(new_base.grad_fn)
+            self._rebase(INP.ViewOf.apply(base, self._view_fn).grad_fn)
+        self._version_counter.value += 1
+        return self
+
+    def _snapshot(self):
+        """A copy of the current value that stands for it in the graph (same grad_fn)."""
+        t = Tensor._wrap(self._data.copy())
+        t.grad_fn, t._requires_grad = self.grad_fn, self._requires_grad
+        return t
+
+    def _rebase(self, node):
+        """Make ``node`` this tensor's grad_fn after an in-place change."""
+        old = self.grad_fn
+        self.grad_fn = node
+        self._requires_grad = node is not None or self._requires_grad
+        if node is not None and old is not None and old.retained is not None \
+                and old.retained() is self:
+            old.retained, node.retained = None, weakref.ref(self)
+
+    def _binary_inplace(self, other, op, ufunc, out_of_place):
+        other_arr = other._data if isinstance(other, Tensor) else other
+
+        def fast(arr):
+            ufunc(arr, other_arr, out=arr, casting="same_kind")
+
+        return self._apply_inplace(lambda old: out_of_place(old, other), op, (other,), fast)
+
+    def add_(self, other, alpha=1):
+        if alpha != 1:
+            other = other * alpha
+        return self._binary_inplace(other, "add_", np.add, lambda a, b: a + b)
+
+    def sub_(self, other, alpha=1):
+        if alpha != 1:
+            other = other * alpha
+        return self._binary_inplace(other, "sub_", np.subtract, lambda a, b: a - b)
+
+    def mul_(self, other):
+        return self._binary_inplace(other, "mul_", np.multiply, lambda a, b: a * b)
+
+    def div_(self, other):
+        return self._binary_inplace(other, "div_", np.true_divide, lambda a, b: a / b)
+
+    def pow_(self, exponent):
+        return self._binary_inplace(exponent, "pow_", np.power, lambda a, b: a ** b)
+
+    def neg_(self):
+        return self._apply_inplace(lambda old: -old, "neg_")
+
+    def abs_(self):
+        return self._apply_inplace(lambda old: old.abs(), "abs_")
+
+    def exp_(self):
+        return self._apply_inplace(lambda old: old.exp(), "exp_")
+
+    def log_(self):
+        return self._apply_inplace(lambda old: old.log(), "log_")
+
+    def sqrt_(self):
+        return self._apply_inplace(lambda old: old.sqrt(), "sqrt_")
+
+    def relu_(self):
+        return self._apply_inplace(lambda old: old.relu(), "relu_")
+
+    def sigmoid_(self):
+        return self._apply_inplace(lambda old: old.sigmoid(), "sigmoid_")
+
+    def tanh_(self):
+        return self._apply_inplace(lambda old: old.tanh(), "tanh_")
+
+    def clamp_(self, min=None, max=None):  # noqa: A002 - torch's names
+        return self._apply_inplace(lambda old: old.clamp(min, max), "clamp_")
+
+    clip_ = clamp_
+
+    def masked_fill_(self, mask, value):
+        mask = mask._data if isinstance(mask, Tensor) else np.asarray(mask)
+        mask = np.broadcast_to(mask.astype(np.bool_), self._data.shape)
+        self[mask] = value
         return self
 
     def zero_(self):
-        return self._inplace(0)
+        return self.fill_(0)
 
     def fill_(self, value):
-        return self._inplace(value)
+        if isinstance(value, Tensor):
+            return self.copy_(value.expand(self.shape) if value.ndim == 0 else value)
 
-    def copy_(self, src):
-        src = src._data if isinstance(src, Tensor) else np.asarray(src)
-        if src.shape != self._data.shape:
-            np.broadcast_to(src, self._data.shape)  # raises a clear error if incompatible
-        return self._inplace(src)
+        def fast(arr):
+            arr[...] = value
+
+        return self._apply_inplace(lambda old: INP.Fill.apply(old, value), "fill_", (), fast)
+
+    def copy_(self, src, non_blocking=False):
+        if isinstance(src, Tensor):
+            src_t = src
+        else:
+            src_t = Tensor._wrap(np.asarray(src))
+        try:
+            np.broadcast_shapes(src_t._data.shape, self._data.shape)
+        except ValueError:
+            raise RuntimeError(f"copy_(): the source of shape {tuple(src_t.shape)} cannot be "
+                               f"broadcast to this tensor's shape {tuple(self.shape)}") from None
+
+        def fast(arr):
+            arr[...] = src_t._data  # copy_ converts between dtypes, as torch's does
+
+        return self._apply_inplace(lambda old: INP.CopyFrom.apply(old, src_t), "copy_", (src_t,),
+                                   fast)
 
     def uniform_(self, a=0.0, b=1.0, generator=None):
         from tinyconv import random
         rng = generator or random.default_generator
-        return self._inplace(rng.uniform(a, b, self._data.shape))
+        return self.copy_(rng.uniform(a, b, self._data.shape))
 
     def normal_(self, mean=0.0, std=1.0, generator=None):
         from tinyconv import random
         rng = generator or random.default_generator
-        return self._inplace(rng.normal(mean, std, self._data.shape))
-
-    def add_(self, other, alpha=1):
-        other = other._data if isinstance(other, Tensor) else other
-        return self._inplace(self._data + alpha * other)
-
-    def sub_(self, other, alpha=1):
-        return self.add_(other, alpha=-alpha)
-
-    def mul_(self, other):
-        other = other._data if isinstance(other, Tensor) else other
-        return self._inplace(self._data * other)
-
-    def div_(self, other):
-        other = other._data if isinstance(other, Tensor) else other
-        return self._inplace(self._data / other)
+        return self.copy_(rng.normal(mean, std, self._data.shape))
 
     def clone(self):
         return E.Mul.apply(self, 1) if self.requires_grad else Tensor._wrap(self._data.copy())

@@ -20,30 +20,39 @@ from tinyconv.data.dataloader import (
     default_collate,
     fetch_batch,
 )
-from tinyconv.data.errors import DataError
+from tinyconv.data.errors import DataError, DatasetNotFoundError
 from tinyconv.data.idx import parse_idx, read_idx, read_uncompressed, write_idx
 from tinyconv.data.mnist import MNIST, FashionMNIST, default_root
 from tinyconv.data.transforms import (
+    CenterCrop,
     Compose,
+    Grayscale,
     Normalize,
     RandomCrop,
     RandomHorizontalFlip,
     RandomRotation,
+    RandomVerticalFlip,
+    Resize,
     ToTensor,
 )
 
 __all__ = [
     "ArrayDataset",
     "CIFAR10",
+    "CenterCrop",
     "Compose",
     "DataError",
+    "DatasetNotFoundError",
     "DataLoader",
     "FashionMNIST",
+    "Grayscale",
     "MNIST",
     "Normalize",
     "RandomCrop",
     "RandomHorizontalFlip",
     "RandomRotation",
+    "RandomVerticalFlip",
+    "Resize",
     "Subset",
     "ToTensor",
     "default_collate",

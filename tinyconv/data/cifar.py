@@ -28,8 +28,9 @@ import tarfile
 
 import numpy as np
 
-from tinyconv.data.download import DEFAULT_TIMEOUT, download as download_url
-from tinyconv.data.errors import DataError
+from tinyconv.data.download import DEFAULT_TIMEOUT
+from tinyconv.data.download import download as download_url
+from tinyconv.data.errors import DataError, DatasetNotFoundError
 from tinyconv.data.mnist import ENV_VAR, default_root
 
 
@@ -135,7 +136,7 @@ class CIFAR10:
                       f"  - point {ENV_VAR} (or root=) at a folder holding "
                       f"{self.base_folder}/<files> (extracted from cifar-10-python.tar.gz),",
                       "  - or run once with internet access and download=True."]
-            raise DataError("\n".join(lines))
+            raise DatasetNotFoundError("\n".join(lines))
 
     def _download_and_extract(self):
         """Download the archive (verified), extract the batch files; an error message or None."""
@@ -222,6 +223,10 @@ class CIFAR10:
         return data, targets
 
     # ---- dataset protocol -----------------------------------------------------------------
+
+    @property
+    def class_to_idx(self):
+        return {name: i for i, name in enumerate(self.classes)}
 
     def __len__(self):
         return len(self.data)

@@ -24,8 +24,9 @@ import os
 
 import numpy as np
 
-from tinyconv.data.download import DEFAULT_TIMEOUT, download as download_url
-from tinyconv.data.errors import DataError
+from tinyconv.data.download import DEFAULT_TIMEOUT
+from tinyconv.data.download import download as download_url
+from tinyconv.data.errors import DataError, DatasetNotFoundError
 from tinyconv.data.idx import parse_idx, read_uncompressed
 
 ENV_VAR = "TINYCONV_DATA"
@@ -129,7 +130,7 @@ class MNIST:
                     break
         still_missing = [name for name in missing if self._locate(name) is None]
         if still_missing:
-            raise DataError(self._missing_message(still_missing, download, failures))
+            raise DatasetNotFoundError(self._missing_message(still_missing, download, failures))
 
     def _download(self, name):
         """Try each mirror for ``name``.gz; return a list of "url: error" lines (empty = ok)."""
@@ -138,7 +139,7 @@ class MNIST:
         for mirror in self.mirrors:
             url = f"{mirror}{name}.gz"
             try:
-                download_url(url, dest, verify=lambda tmp: self._check_md5(name, tmp, url),
+                download_url(url, dest, verify=lambda tmp, url=url: self._check_md5(name, tmp, url),
                              timeout=self.download_timeout)
                 return []
             except (OSError, DataError) as err:  # URLError and timeouts are OSErrors

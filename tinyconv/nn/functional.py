@@ -239,10 +239,23 @@ def adaptive_avg_pool2d(input, output_size):  # noqa: A002
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa: A002
                training=False, momentum=0.1, eps=1e-05):
-    """Normalize each channel (axis 1) of a (N, C, ...) input; see ``tinyconv/ops/norm.py``."""
+    """Normalize each channel (axis 1) of a (N, C, ...) input; see ``tinyconv/ops/norm.py``.
+
+    An empty batch gives an empty output (and zero gradients for weight and bias), as in torch;
+    the running statistics are left as they are.
+    """
+    if isinstance(input, Tensor) and input.ndim >= 2 and input.shape[0] == 0:
+        _check_batch_norm(input, running_mean, running_var, weight, bias, False)
+        return _empty_batch_norm(input, weight, bias)
     _check_batch_norm(input, running_mean, running_var, weight, bias, training)
     return N.BatchNorm.apply(input, weight, bias, running_mean, running_var, bool(training),
                              momentum, eps)
+
+
+def _empty_batch_norm(input, weight, bias):  # noqa: A002
+    shape = (1, input.shape[1]) + (1,) * (input.ndim - 2)
+    out = input * weight.reshape(shape) if weight is not None else input * 1
+    return out + bias.reshape(shape) if bias is not None else out
 
 
 def _batch_norm_relu_max_pool2d(input, running_mean, running_var, weight, bias,  # noqa: A002
@@ -318,7 +331,10 @@ def dropout(input, p=0.5, training=True, inplace=False):  # noqa: A002
     _check_p("dropout", p)
     if not training or p == 0.0:
         return input
-    return N.Dropout.apply(input, _dropout_mask(input.shape, p, input.dtype))
+    mask = _dropout_mask(input.shape, p, input.dtype)
+    if inplace:
+        return input.mul_(Tensor._wrap(mask))
+    return N.Dropout.apply(input, mask)
 
 
 def dropout2d(input, p=0.5, training=True, inplace=False):  # noqa: A002
@@ -339,11 +355,17 @@ def dropout2d(input, p=0.5, training=True, inplace=False):  # noqa: A002
     if not training or p == 0.0:
         return input
     noise = tuple(input.shape[:2]) + (1,) * (input.ndim - 2)
-    return N.Dropout.apply(input, _dropout_mask(noise, p, input.dtype))
+    mask = _dropout_mask(noise, p, input.dtype)
+    if inplace:
+        return input.mul_(Tensor._wrap(mask))
+    return N.Dropout.apply(input, mask)
 
 
 def relu(input, inplace=False):  # noqa: A002
+    """max(input, 0); with ``inplace=True`` the input tensor itself is changed and returned."""
     _check_tensor("relu", "input", input)
+    if inplace:
+        return input.relu_()
     return E.ReLU.apply(input)
 
 

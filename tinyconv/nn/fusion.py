@@ -5,8 +5,9 @@ each FashionCNN layer, and ``MaxPool2d(2, 2)`` next to ``ReLU`` in either order 
 DeepFashionCNN); each also with the ``Conv2d`` before it, whose output then goes to the fused
 kernels in the GEMM's layout. A run is fused only when nothing could tell the difference:
 
-* the modules are exactly tinyconv's classes, and none has a ``forward`` replaced on the
-  instance (``tinyconv.summary`` and the parity recorder do that to watch each layer);
+* the modules are exactly tinyconv's classes, none has a ``forward`` replaced on the instance
+  (``tinyconv.summary`` and the parity recorder do that to watch each layer) and none has a
+  forward or backward hook (``register_forward_hook``...);
 * the pooling is 2x2 with stride 2, no padding, dilation 1, floor mode, no indices returned,
   and the input is 4-D with even height and width, so the windows tile it exactly (with odd
   sizes the pooling would drop the last row or column, and the batch norm still see it);
@@ -41,7 +42,9 @@ def _pair(v):
 
 
 def _unpatched(*modules):
-    return not any("forward" in m.__dict__ for m in modules)
+    """None has its forward replaced on the instance or a hook registered (a hook must see each
+    module's own call, so a hooked module is never fused)."""
+    return not any("forward" in m.__dict__ or m._has_hooks() for m in modules)
 
 
 def _tiling_pool(pool):

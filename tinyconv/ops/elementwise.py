@@ -44,7 +44,8 @@ class Sub(Function):
 class Mul(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        need = ctx.needs_input_grad  # keep only what backward will read (as torch does)
+        ctx.save_for_backward(a if need[1] else None, b if need[0] else None)
         return np.multiply(a, b)
 
     @staticmethod
@@ -58,7 +59,7 @@ class Mul(Function):
 class Div(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        ctx.save_for_backward(a if ctx.needs_input_grad[1] else None, b)
         return np.true_divide(a, b)
 
     @staticmethod
@@ -83,7 +84,7 @@ class Pow(Function):
     @staticmethod
     def forward(ctx, a, b):
         y = np.power(a, b)
-        ctx.save_for_backward(a, b, y)
+        ctx.save_for_backward(a, b, y if ctx.needs_input_grad[1] else None)
         return y
 
     @staticmethod

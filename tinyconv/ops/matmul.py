@@ -48,14 +48,15 @@ class Linear(Function):
         y = x2 @ W.T  # (N, in) @ (in, out) -> (N, out)
         if b is not None:
             y += b
-        ctx.save_for_backward(x2, W)
-        ctx.x_shape = x.shape
+        need = ctx.needs_input_grad  # gW needs x, gx needs W: keep only those (as torch does)
+        ctx.save_for_backward(x2 if need[1] else None, W if need[0] else None)
+        ctx.x_shape, ctx.out_features = x.shape, W.shape[0]
         return y.reshape(x.shape[:-1] + (W.shape[0],))
 
     @staticmethod
     def backward(ctx, gy):
         x2, W = ctx.saved_tensors
-        gy2 = gy.reshape(-1, W.shape[0])
+        gy2 = gy.reshape(-1, ctx.out_features)
         gx = (gy2 @ W).reshape(ctx.x_shape) if ctx.needs_input_grad[0] else None
         gW = gy2.T @ x2 if ctx.needs_input_grad[1] else None
         gb = gy2.sum(axis=0) if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2] else None

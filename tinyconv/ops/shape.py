@@ -61,7 +61,10 @@ class GetItem(Function):
     @staticmethod
     def forward(ctx, a, index):
         ctx.in_shape, ctx.in_dtype, ctx.index = a.shape, a.dtype, index
-        return np.asarray(a[index])
+        out = a[index]
+        if not isinstance(out, np.ndarray):  # one element: a 0-d view, as torch's x[i, j]
+            out = a[(index if isinstance(index, tuple) else (index,)) + (Ellipsis,)]
+        return out
 
     @staticmethod
     def backward(ctx, gy):

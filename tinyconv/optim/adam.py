@@ -8,7 +8,8 @@ At step t, for parameter p with gradient g::
     v  = beta2 * v + (1 - beta2) * g * g
     p  = p - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
 
-With ``amsgrad`` the largest v seen so far replaces v in the last line.
+With ``amsgrad`` the largest v seen so far replaces v in the last line. ``Adam(...,
+decoupled_weight_decay=True)`` is AdamW, as in torch.
 """
 
 from __future__ import annotations
@@ -16,22 +17,27 @@ from __future__ import annotations
 import numpy as np
 
 from tinyconv.kernels.optim import adam_update, adam_update_reference
-from tinyconv.optim.optimizer import Optimizer
+from tinyconv.optim.optimizer import Optimizer, check_range
 
 
 class Adam(Optimizer):
-    _decoupled = False
-
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 amsgrad=False, maximize=False):
-        if eps < 0.0:
-            raise ValueError(f"Invalid epsilon value: {eps} (expected >= 0)")
-        for i, b in enumerate(betas):
-            if not 0.0 <= b < 1.0:
-                raise ValueError(f"Invalid beta parameter at index {i}: {b} (expected [0, 1))")
+                 amsgrad=False, *, foreach=None, maximize=False, capturable=False,
+                 differentiable=False, fused=None, decoupled_weight_decay=False):
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"Invalid betas: expected a pair (beta1, beta2), got {betas!r}")
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
-                        amsgrad=amsgrad, maximize=maximize)
+                        amsgrad=amsgrad, maximize=maximize, foreach=foreach,
+                        capturable=capturable, differentiable=differentiable, fused=fused,
+                        decoupled_weight_decay=decoupled_weight_decay)
         super().__init__(params, defaults)
+
+    def _check_group(self, group):
+        super()._check_group(group)
+        check_range("eps", group["eps"], 0.0, what="epsilon value")
+        for i, beta in enumerate(group["betas"]):
+            check_range(f"betas[{i}]", beta, 0.0, 1.0, high_open=True,
+                        what=f"beta parameter at index {i}")
 
     def step(self, closure=None):
         loss = closure() if closure is not None else None
@@ -52,7 +58,7 @@ class Adam(Optimizer):
             dt = p._data.dtype.type  # scalars in the parameter's precision, as torch does
             l2 = 0.0
             if wd != 0:
-                if self._decoupled:
+                if group.get("decoupled_weight_decay", False):
                     p._data *= dt(1 - lr * wd)
                 else:
                     l2 = wd
@@ -72,8 +78,10 @@ class Adam(Optimizer):
 class AdamW(Adam):
     """Adam with decoupled weight decay (default 0.01, as torch)."""
 
-    _decoupled = True
-
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False, maximize=False):
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)
+                 amsgrad=False, *, maximize=False, foreach=None, capturable=False,
+                 differentiable=False, fused=None):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach,
+                         maximize=maximize, capturable=capturable,
+                         differentiable=differentiable, fused=fused,
+                         decoupled_weight_decay=True)

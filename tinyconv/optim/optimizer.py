@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import numbers
 
 import numpy as np
@@ -10,10 +11,34 @@ import numpy as np
 from tinyconv.tensor import Tensor
 
 
+def check_range(name, value, low, high=None, *, low_open=False, high_open=False, what=None):
+    """Raise ValueError unless ``value`` is a finite real number with low <= value <= high.
+
+    ``low_open`` / ``high_open`` make an end exclusive (low < value, value < high); ``high=None``
+    means no upper end. NaN fails every comparison, so NaN is refused as PyTorch's ``not 0.0 <= lr``
+    refuses it (tinyconv also refuses infinity). The message names the argument and shows the
+    value, e.g. ``Invalid learning rate: lr=nan (expected a finite number >= 0.0)``.
+    """
+    if high is None:
+        expected = f"a finite number {'>' if low_open else '>='} {low}"
+    else:
+        expected = f"a number in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+          and math.isfinite(value) and (low < value if low_open else low <= value)
+          and (high is None or (value < high if high_open else value <= high)))
+    if not ok:
+        raise ValueError(f"Invalid {what or name + ' value'}: {name}={value!r} "
+                         f"(expected {expected})")
+
+
 class Optimizer:
     """Holds ``param_groups`` (lists of parameters with their hyper-parameters) and ``state``.
 
     Subclasses implement ``step()``; updates are done on the arrays directly, outside autograd.
+    Every hyper-parameter is validated per group (``_check_group``), so a group added with its
+    own ``lr`` is checked like the constructor's defaults. PyTorch's implementation flags
+    (``foreach``, ``fused``, ``capturable``, ``differentiable``) are kept in the groups, as in
+    torch's state_dict, but only their off values (False / None) are accepted.
     """
 
     def __init__(self, params, defaults):
@@ -51,12 +76,15 @@ class Optimizer:
         self.param_groups.append(group)
 
     def _check_group(self, group):
-        lr = group["lr"]
-        if not isinstance(lr, numbers.Real) or lr < 0.0:
-            raise ValueError(f"Invalid learning rate: {lr} (expected a number >= 0)")
-        wd = group.get("weight_decay", 0.0)
-        if wd < 0.0:
-            raise ValueError(f"Invalid weight_decay value: {wd} (expected >= 0)")
+        """Validate one group's hyper-parameters; subclasses add theirs (``super()`` first)."""
+        check_range("lr", group["lr"], 0.0, what="learning rate")
+        if "weight_decay" in group:
+            check_range("weight_decay", group["weight_decay"], 0.0)
+        for flag in ("foreach", "fused", "capturable", "differentiable"):
+            if group.get(flag):
+                raise ValueError(f"{flag}={group[flag]!r} is not supported by tinyconv (its "
+                                 f"updates are plain NumPy on the CPU); pass {flag}=False or "
+                                 f"leave it at its default")
 
     def zero_grad(self, set_to_none=True):
         for group in self.param_groups:
@@ -70,10 +98,16 @@ class Optimizer:
         raise NotImplementedError
 
     def _params_with_grad(self):
-        """(group, parameter, gradient array) for every parameter that has a gradient."""
+        """(group, parameter, gradient array) for every parameter that has a gradient.
+
+        The caller updates each parameter in place, so its version counter is bumped: a graph
+        that saved the old weights (``loss.backward(retain_graph=True)``, then ``step()``, then
+        ``loss.backward()`` again) refuses to run backward with the new ones, as in torch.
+        """
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
+                    p._version_counter.value += 1
                     yield group, p, p.grad._data
 
     # ----- state_dict: torch's layout, parameters referred to by their index ------------------
@@ -105,14 +139,14 @@ class Optimizer:
         if len(groups) != len(self.param_groups):
             raise ValueError(f"loaded state dict has {len(groups)} parameter groups, this "
                              f"optimizer has {len(self.param_groups)}")
-        for i, (saved, own) in enumerate(zip(groups, self.param_groups)):
+        for i, (saved, own) in enumerate(zip(groups, self.param_groups, strict=True)):
             if len(saved["params"]) != len(own["params"]):
                 raise ValueError(f"loaded state dict contains a parameter group {i} of "
                                  f"{len(saved['params'])} parameters, which doesn't match the "
                                  f"size of the optimizer's group ({len(own['params'])})")
         by_index = {}
-        for saved, own in zip(groups, self.param_groups):
-            by_index.update(zip(saved["params"], own["params"]))
+        for saved, own in zip(groups, self.param_groups, strict=True):
+            by_index.update(zip(saved["params"], own["params"], strict=True))
         new_state = {}
         for key, values in state_dict["state"].items():
             key = int(key)
@@ -140,7 +174,7 @@ class Optimizer:
                     entry[name] = v
             new_state[p] = entry
         self.state = new_state
-        for saved, own in zip(groups, self.param_groups):
+        for saved, own in zip(groups, self.param_groups, strict=True):
             for k, v in saved.items():
                 if k != "params":
                     own[k] = copy.deepcopy(v)

@@ -11,20 +11,31 @@ For each parameter p with gradient g, learning rate lr, momentum mu, dampening d
 
 from __future__ import annotations
 
-from tinyconv.optim.optimizer import Optimizer
+import math
+import numbers
+
+from tinyconv.optim.optimizer import Optimizer, check_range
 
 
 class SGD(Optimizer):
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
-                 nesterov=False, maximize=False):
-        if momentum < 0.0:
-            raise ValueError(f"Invalid momentum value: {momentum} (expected >= 0)")
-        if nesterov and (momentum <= 0 or dampening != 0):
+                 nesterov=False, *, maximize=False, foreach=None, differentiable=False,
+                 fused=None):
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
+                        weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
+                        foreach=foreach, differentiable=differentiable, fused=fused)
+        super().__init__(params, defaults)
+
+    def _check_group(self, group):
+        super()._check_group(group)
+        momentum, dampening = group["momentum"], group["dampening"]
+        check_range("momentum", momentum, 0.0)
+        if not isinstance(dampening, numbers.Real) or not math.isfinite(dampening):
+            raise ValueError(f"Invalid dampening value: dampening={dampening!r} "
+                             f"(expected a finite number)")
+        if group["nesterov"] and (momentum <= 0 or dampening != 0):
             raise ValueError(f"Nesterov momentum requires a momentum and zero dampening, got "
                              f"momentum={momentum} and dampening={dampening}")
-        defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
-                        weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
-        super().__init__(params, defaults)
 
     def step(self, closure=None):
         loss = closure() if closure is not None else None

@@ -13,6 +13,8 @@ from typing import Iterator
 
 import numpy as np
 
+from tinyconv.autograd import Function as ArrayFunction
+from tinyconv.autograd import is_grad_enabled
 from tinyconv.errors import ShapeError
 from tinyconv.tensor import Tensor
 
@@ -54,8 +56,52 @@ class Module:
         raise NotImplementedError(f"Module [{type(self).__name__}] is missing the required "
                                   f"\"forward\" function")
 
+    # Hook registries live in the instance's __dict__ once a hook is registered; None here
+    # keeps a module without hooks on the fast path (one check per call).
+    _forward_pre_hooks = _forward_hooks = _backward_pre_hooks = _backward_hooks = None
+
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        if not self._has_hooks():
+            return self.forward(*args, **kwargs)
+        return _call_with_hooks(self, args, kwargs)
+
+    def _has_hooks(self):
+        return bool(self._forward_pre_hooks or self._forward_hooks or self._backward_pre_hooks
+                     or self._backward_hooks)
+
+    def _add_hook(self, registry, hook):
+        from tinyconv.utils.hooks import RemovableHandle
+
+        if not callable(hook):
+            raise TypeError(f"hook must be callable, got {type(hook).__name__}")
+        hooks = self.__dict__.get(registry)
+        if hooks is None:
+            hooks = OrderedDict()
+            object.__setattr__(self, registry, hooks)
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        return handle
+
+    def register_forward_pre_hook(self, hook):
+        """``hook(module, args)`` runs before ``forward``; it may return new args (a tuple, or
+        one value standing for a 1-tuple)."""
+        return self._add_hook("_forward_pre_hooks", hook)
+
+    def register_forward_hook(self, hook):
+        """``hook(module, args, output)`` runs after ``forward``; it may return a new output.
+        The usual way to look at a layer's feature maps (see examples/feature_maps.py)."""
+        return self._add_hook("_forward_hooks", hook)
+
+    def register_full_backward_pre_hook(self, hook):
+        """``hook(module, grad_output)`` runs when the gradient of the module's output is known;
+        it may return a new grad_output (a tuple)."""
+        return self._add_hook("_backward_pre_hooks", hook)
+
+    def register_full_backward_hook(self, hook):
+        """``hook(module, grad_input, grad_output)`` runs when the gradients of the module's
+        tensor inputs are known (each None where that input needs no gradient); it may return
+        a new grad_input (a tuple)."""
+        return self._add_hook("_backward_hooks", hook)
 
     # ----- registration ------------------------------------------------------------------------
 
@@ -328,3 +374,106 @@ def _to_numpy(value, key):
     if arr.dtype == object:
         raise TypeError(f"load_state_dict(): value for key {key!r} is not a numeric array")
     return arr
+
+
+# ---------------------------------------------------------------------------------------------
+# calling a module that has hooks
+
+
+def _call_with_hooks(module, args, kwargs):
+    for hook in list((module._forward_pre_hooks or {}).values()):
+        new = hook(module, args)
+        if new is not None:
+            args = new if isinstance(new, tuple) else (new,)
+    backward_hooks = bool(module._backward_hooks or module._backward_pre_hooks)
+    state = None
+    if backward_hooks and is_grad_enabled():
+        state = _BackwardHookState(module, args)
+        args = state.wrap_inputs(args)
+    output = module.forward(*args, **kwargs)
+    for hook in list((module._forward_hooks or {}).values()):
+        new = hook(module, args, output)
+        if new is not None:
+            output = new
+    if state is not None:
+        output = state.wrap_output(output)
+    return output
+
+
+class _BackwardHookState:
+    """Identity ops around a module's tensor inputs and output: the output's receives
+    grad_output, the inputs' receive grad_input, and the module's backward hooks run there."""
+
+    def __init__(self, module, args):
+        self.module = module
+        self.grad_output = None
+        self.positions = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
+        self.grad_input = [None] * len(self.positions)
+        self.pending = 0
+
+    def wrap_inputs(self, args):
+        args = list(args)
+        for k, i in enumerate(self.positions):
+            if args[i].requires_grad:
+                self.pending += 1
+                args[i] = _HookedInput.apply(args[i], self, k)
+        return tuple(args)
+
+    def wrap_output(self, output):
+        if isinstance(output, Tensor) and output.requires_grad:
+            return _HookedOutput.apply(output, self)
+        return output
+
+    def on_grad_output(self, gy):
+        grad_output = (Tensor._wrap(gy),)
+        for hook in list((self.module._backward_pre_hooks or {}).values()):
+            new = hook(self.module, grad_output)
+            if new is not None:
+                grad_output = tuple(new) if isinstance(new, (tuple, list)) else (new,)
+        self.grad_output = grad_output
+        if self.pending == 0:  # no input needs a gradient: the hooks run now, with None
+            self._run_hooks()
+        return grad_output[0]._data
+
+    def on_grad_input(self, k, g):
+        self.grad_input[k] = Tensor._wrap(g)
+        self.pending -= 1
+        if self.pending == 0:
+            return self._run_hooks()[k]
+        return self.grad_input[k]
+
+    def _run_hooks(self):
+        grad_input = tuple(self.grad_input)
+        for hook in list((self.module._backward_hooks or {}).values()):
+            new = hook(self.module, grad_input, self.grad_output)
+            if new is not None:
+                new = tuple(new) if isinstance(new, (tuple, list)) else (new,)
+                if len(new) != len(grad_input):
+                    raise RuntimeError(f"backward hook returned {len(new)} gradients; the "
+                                       f"module has {len(grad_input)} tensor inputs")
+                grad_input = new
+        self.grad_input = list(grad_input)
+        return grad_input
+
+
+class _HookedOutput(ArrayFunction):
+    @staticmethod
+    def forward(ctx, a, state):
+        ctx.state = state
+        return a.view()
+
+    @staticmethod
+    def backward(ctx, gy):
+        return ctx.state.on_grad_output(gy)
+
+
+class _HookedInput(ArrayFunction):
+    @staticmethod
+    def forward(ctx, a, state, k):
+        ctx.state, ctx.k = state, k
+        return a.view()
+
+    @staticmethod
+    def backward(ctx, gy):
+        g = ctx.state.on_grad_input(ctx.k, gy)
+        return None if g is None else (g._data if isinstance(g, Tensor) else g)
