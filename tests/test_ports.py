@@ -95,7 +95,7 @@ def port_source(source):
     """(tinyconv source, the numbers of the changed lines) for a torch script."""
     lines = source.splitlines()
     ported = [port_line(line) for line in lines]
-    changed = [i for i, (a, b) in enumerate(zip(lines, ported)) if a != b]
+    changed = [i for i, (a, b) in enumerate(zip(lines, ported, strict=True)) if a != b]
     return "\n".join(ported) + "\n", changed
 
 

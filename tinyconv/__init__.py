@@ -264,6 +264,7 @@ equal = _forward("equal")
 allclose = _forward("allclose")
 numel = _forward("numel")
 t = _forward("t")
+diag = _forward("diag")
 
 from tinyconv import accelerator, backends, cuda  # noqa: E402,F401 - devices tinyconv lacks
 from tinyconv import data, models, utils  # noqa: E402,F401 - after Tensor exists

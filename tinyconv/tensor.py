@@ -8,6 +8,7 @@ defaults follow torch's, so that code written for torch runs with ``tinyconv`` i
 from __future__ import annotations
 
 import numbers
+import operator
 import weakref
 from collections import namedtuple
 
@@ -639,6 +640,13 @@ class Tensor:
         return self.view(other.shape)
 
     reshape_as = view_as
+
+    def diag(self, diagonal=0):
+        """The ``diagonal``-th diagonal of a 2-D tensor as 1-D, or a 1-D tensor as the
+        ``diagonal``-th diagonal of a square 2-D one (``torch.diag``)."""
+        if self.ndim not in (1, 2):
+            raise RuntimeError(f"diag(): Supports 1D or 2D tensors. Got {self.ndim}D")
+        return S.Diag.apply(self, operator.index(diagonal))
 
     def flatten(self, start_dim=0, end_dim=-1):
         if self.ndim == 0:

@@ -1,0 +1,91 @@
+"""What the port corpus (tests/test_ports.py) found missing, each checked against torch."""
+
+import numpy as np
+import pytest
+import torch
+
+import tinyconv
+
+
+@pytest.mark.parametrize("shape,k", [((4, 4), 0), ((3, 5), 1), ((5, 3), -2), ((4,), 0),
+                                     ((3,), 2), ((3,), -1), ((2, 6), 4)])
+def test_diag_matches_torch(shape, k):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal(shape)
+    ours = tinyconv.tensor(a, requires_grad=True)
+    theirs = torch.tensor(a, requires_grad=True)
+    y, y_t = tinyconv.diag(ours, k), torch.diag(theirs, k)
+    np.testing.assert_array_equal(y.detach().numpy(), y_t.detach().numpy())
+    gy = rng.standard_normal(y_t.shape)
+    y.backward(tinyconv.tensor(gy))
+    y_t.backward(torch.tensor(gy))
+    np.testing.assert_array_equal(ours.grad.numpy(), theirs.grad.numpy())
+    np.testing.assert_array_equal(ours.detach().diag(k).numpy(), theirs.detach().diag(k).numpy())
+
+
+def test_diag_of_a_confusion_matrix_built_by_indexing():
+    # The DeepFashionCNN tutorial's per-class accuracy: int64 counts, += through 0-d indices.
+    targets, preds = [0, 1, 1, 2, 2, 2], [0, 1, 2, 2, 2, 0]
+    results = []
+    for lib in (tinyconv, torch):
+        confusion = lib.zeros(3, 3, dtype=lib.int64)
+        for t, p in zip(lib.tensor(targets), lib.tensor(preds), strict=True):
+            confusion[t.long(), p.long()] += 1
+        results.append((confusion.diag().float() / confusion.sum(1).float()).tolist())
+    assert results[0] == pytest.approx(results[1])
+
+
+def test_diag_refuses_3d():
+    with pytest.raises(RuntimeError, match="Supports 1D or 2D tensors. Got 3D"):
+        tinyconv.zeros(2, 2, 2).diag()
+
+
+def _onnx_model():
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    tinyconv.manual_seed(0)
+    model = tinyconv.nn.Sequential(tinyconv.nn.Conv2d(1, 4, 3), tinyconv.nn.ReLU(),
+                                   tinyconv.nn.Flatten(), tinyconv.nn.Linear(4 * 6 * 6, 3))
+    return model, ort
+
+
+def test_onnx_export_takes_torchs_arguments(tmp_path):
+    model, ort = _onnx_model()
+    path = tmp_path / "m.onnx"
+    tinyconv.onnx.export(model, (tinyconv.randn(1, 1, 8, 8),), str(path),
+                         input_names=["pixels"], output_names=["logits"],
+                         dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}},
+                         dynamo=False)
+    session = ort.InferenceSession(str(path))
+    assert [i.name for i in session.get_inputs()] == ["pixels"]
+    assert [o.name for o in session.get_outputs()] == ["logits"]
+    x = np.random.default_rng(1).standard_normal((5, 1, 8, 8)).astype(np.float32)
+    (out,) = session.run(None, {"pixels": x})
+    np.testing.assert_allclose(out, model(tinyconv.tensor(x)).detach().numpy(), atol=1e-5)
+
+
+def test_onnx_export_fixes_shapes_without_dynamic_axes_as_torch(tmp_path):
+    model, ort = _onnx_model()
+    theirs = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                                 torch.nn.Linear(4 * 6 * 6, 3))
+    shapes = []
+    for lib, net in ((tinyconv, model), (torch, theirs)):
+        path = tmp_path / f"{lib.__name__}.onnx"
+        lib.onnx.export(net, lib.zeros(2, 1, 8, 8), str(path), input_names=["input"],
+                        output_names=["output"], dynamo=False)
+        shapes.append([d.dim_value or d.dim_param for d in
+                       __import__("onnx").load(str(path)).graph.input[0].type.tensor_type.shape.dim])
+    assert shapes[0] == shapes[1] == [2, 1, 8, 8]
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(dynamic_axes={"input": {2: "h"}}), "only axis 0"),
+    (dict(dynamic_axes={"images": {0: "b"}}), "neither the input"),
+    (dict(input_names=["a", "b"]), "must hold one name"),
+    (dict(export_params=False), "export_params=False"),
+])
+def test_onnx_export_says_what_it_cannot_do(tmp_path, kwargs, match):
+    model, _ = _onnx_model()
+    with pytest.raises(tinyconv.onnx.ExportError, match=match):
+        tinyconv.onnx.export(model, tinyconv.zeros(1, 1, 8, 8), str(tmp_path / "m.onnx"),
+                             **kwargs)
