@@ -642,11 +642,26 @@ class Tensor:
     reshape_as = view_as
 
     def diag(self, diagonal=0):
-        """The ``diagonal``-th diagonal of a 2-D tensor as 1-D, or a 1-D tensor as the
-        ``diagonal``-th diagonal of a square 2-D one (``torch.diag``)."""
+        """``torch.diag``: the ``diagonal``-th diagonal (k > 0 above the main one) of a 2-D
+        tensor as 1-D, or a 1-D tensor of length n as the k-th diagonal of an (n + |k|)-square
+        2-D one, zeros elsewhere.
+
+        Built from differentiable pieces, so the gradient comes for free: a matrix's diagonal
+        is an advanced index ``self[rows, cols]``; a vector v becomes ``v_row * eye(m, k)``,
+        where entry (r, c) of the k-th diagonal holds v[r] when k >= 0 and v[c] when k < 0.
+        """
         if self.ndim not in (1, 2):
             raise RuntimeError(f"diag(): Supports 1D or 2D tensors. Got {self.ndim}D")
-        return S.Diag.apply(self, operator.index(diagonal))
+        k = operator.index(diagonal)
+        if self.ndim == 2:
+            n_rows, n_cols = self.shape
+            length = _b.max(0, _b.min(n_rows + _b.min(k, 0), n_cols - _b.max(k, 0)))
+            i = np.arange(length)
+            return self[(i - _b.min(k, 0), i + _b.max(k, 0))]
+        m = self.shape[0] + _b.abs(k)
+        padded = S.Cat.apply(0, self, Tensor._wrap(np.zeros(_b.abs(k), self.dtype)))
+        along = padded.unsqueeze(1) if k >= 0 else padded.unsqueeze(0)
+        return along * Tensor._wrap(np.eye(m, k=k, dtype=self.dtype))
 
     def flatten(self, start_dim=0, end_dim=-1):
         if self.ndim == 0:

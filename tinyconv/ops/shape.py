@@ -6,7 +6,6 @@
     cat(xs, dim)       g_i = slice i of gy along dim
     stack(xs, dim)     g_i = gy taken at position i of dim
     expand(a, s)       ga = gy summed over the expanded axes (autograd.unbroadcast)
-    diag(a, k)         ga = the other direction of diag: a matrix's diagonal <-> a vector
 """
 
 from __future__ import annotations
@@ -56,27 +55,6 @@ class Contiguous(Function):
     @staticmethod
     def backward(ctx, gy):
         return gy
-
-
-class Diag(Function):
-    """``diag(a, k)``: a vector a of length n becomes the (n+|k|)-square matrix with a on its
-    k-th diagonal (k > 0 above the main one); a matrix gives its k-th diagonal as a vector.
-    Each direction's backward is the other one."""
-
-    @staticmethod
-    def forward(ctx, a, k):
-        ctx.in_shape, ctx.k = a.shape, k
-        return np.diag(a, k).copy()
-
-    @staticmethod
-    def backward(ctx, gy):
-        if len(ctx.in_shape) == 1:
-            return np.diag(gy, ctx.k).copy()
-        ga = np.zeros(ctx.in_shape, gy.dtype)
-        i = np.arange(len(gy))
-        rows, cols = (i, i + ctx.k) if ctx.k >= 0 else (i - ctx.k, i)
-        ga[rows, cols] = gy
-        return ga
 
 
 class GetItem(Function):
