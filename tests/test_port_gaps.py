@@ -89,3 +89,34 @@ def test_onnx_export_says_what_it_cannot_do(tmp_path, kwargs, match):
     with pytest.raises(tinyconv.onnx.ExportError, match=match):
         tinyconv.onnx.export(model, tinyconv.zeros(1, 1, 8, 8), str(tmp_path / "m.onnx"),
                              **kwargs)
+
+
+@pytest.mark.parametrize("name", ["sin", "cos"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sin_cos_match_torch(name, dtype):
+    a = np.random.default_rng(2).uniform(-4, 4, (3, 5)).astype(dtype)
+    ours = tinyconv.tensor(a, requires_grad=True)
+    theirs = torch.tensor(a, requires_grad=True)
+    y, y_t = getattr(tinyconv, name)(ours), getattr(torch, name)(theirs)
+    assert y.dtype == (tinyconv.float32 if dtype == "float32" else tinyconv.float64)
+    np.testing.assert_allclose(y.detach().numpy(), y_t.detach().numpy(), rtol=1e-6, atol=1e-7)
+    gy = np.random.default_rng(3).standard_normal(a.shape).astype(dtype)
+    (y * tinyconv.tensor(gy)).sum().backward()
+    (y_t * torch.tensor(gy)).sum().backward()
+    np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(getattr(ours, name)().detach().numpy(), y_t.detach().numpy(),
+                               rtol=1e-6, atol=1e-7)
+
+
+def test_sin_of_integers_is_float32_as_torch():
+    assert tinyconv.sin(tinyconv.tensor([1, 2])).dtype == tinyconv.float32
+    assert torch.sin(torch.tensor([1, 2])).dtype == torch.float32
+
+
+def test_factories_take_the_device_argument():
+    # torch.linspace(..., device=device, dtype=dtype) as the custom-Function tutorial writes it
+    x = tinyconv.linspace(-1, 1, 5, device=tinyconv.device("cpu"), dtype=tinyconv.float64)
+    np.testing.assert_array_equal(x.numpy(), torch.linspace(-1, 1, 5, dtype=torch.float64))
+    assert tinyconv.eye(3, device="cpu").tolist() == torch.eye(3, device="cpu").tolist()
+    with pytest.raises(Exception, match="cuda"):
+        tinyconv.linspace(0, 1, 3, device="cuda")

@@ -23,6 +23,7 @@ from tinyconv.ops import inplace as INP
 from tinyconv.ops import matmul as MM
 from tinyconv.ops import reduce as R
 from tinyconv.ops import shape as S
+from tinyconv.ops import trig as TRIG
 
 # dtypes are NumPy dtypes; the names are torch's.
 float32 = float = np.dtype(np.float32)
@@ -484,6 +485,12 @@ class Tensor:
 
     def exp(self):
         return E.Exp.apply(self)
+
+    def sin(self):
+        return TRIG.Sin.apply(self)
+
+    def cos(self):
+        return TRIG.Cos.apply(self)
 
     def log(self):
         return E.Log.apply(self)
