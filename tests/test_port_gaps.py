@@ -120,3 +120,13 @@ def test_factories_take_the_device_argument():
     assert tinyconv.eye(3, device="cpu").tolist() == torch.eye(3, device="cpu").tolist()
     with pytest.raises(Exception, match="cuda"):
         tinyconv.linspace(0, 1, 3, device="cuda")
+
+
+def test_format_of_a_0d_tensor_is_its_number_as_torch():
+    # The transfer-learning tutorial prints f"{epoch_acc:.4f}" and f"{best_acc:4f}".
+    for value, spec in [(0.123456, ".4f"), (0.5, "4f"), (3, ">5d"), (2.5, "")]:
+        assert format(tinyconv.tensor(value), spec) == format(torch.tensor(value), spec)
+    assert format(tinyconv.tensor([1.0, 2.0]), "") == str(tinyconv.tensor([1.0, 2.0]))
+    for lib in (tinyconv, torch):
+        with pytest.raises(TypeError):
+            format(lib.tensor([1.0, 2.0]), ".2f")

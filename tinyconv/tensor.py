@@ -346,6 +346,13 @@ class Tensor:
 
     __hash__ = object.__hash__
 
+    def __format__(self, format_spec):
+        """A 0-d tensor formats as its Python number (``f"{acc:.4f}"``), as torch; any other
+        tensor accepts only the empty format, as ``object`` does."""
+        if self._data.ndim == 0:
+            return self.item().__format__(format_spec)
+        return object.__format__(self, format_spec)
+
     def __repr__(self):
         body = np.array2string(self._data, separator=", ", prefix="tensor(", precision=4)
         extras = []
