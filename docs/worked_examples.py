@@ -13,6 +13,8 @@ and ``python docs/worked_examples.py conv_forward`` prints one block.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import re
 import sys
@@ -328,7 +330,8 @@ def autograd_order():
     grads, total = {id(f.grad_fn): np.ones(1)}, np.zeros(1)
     for node in order:  # what tinyconv.autograd.backward does, one line per gradient
         gy = grads.pop(id(node))
-        for t, parent, g in zip(node.inputs, node.edges, node.fn.backward(node.ctx, gy)):
+        for t, parent, g in zip(node.inputs, node.edges, node.fn.backward(node.ctx, gy),
+                                strict=False):
             lines.append(f"{node.name()}(gy = {fmt(gy)}) -> gradient {fmt(g)} for "
                          f"{names[id(t)]}")
             if parent is None:
@@ -400,9 +403,68 @@ def autograd_hooks():
     ])
 
 
+
+# ---------------------------------------------------------------------------------------------
+# docs/your-own-op.md: the page's own code blocks, run in order in one namespace
+
+
+RUN = re.compile(r"<!-- run: (\w+) -->\n```python\n(.*?)```", re.S)
+OWN_OP_PAGE = os.path.join(DOCS, "your-own-op.md")
+
+
+def own_op_code():
+    """{name: source} of every ``<!-- run: name -->`` code block of docs/your-own-op.md."""
+    with open(OWN_OP_PAGE, encoding="utf-8") as fh:
+        return dict(RUN.findall(fh.read()))
+
+
+_own_op_cache = {}
+
+
+def own_op_outputs():
+    """{name: what the block printed}, running the page's blocks in order (once per process)."""
+    code = own_op_code()
+    key = tuple(code.items())
+    if key not in _own_op_cache:
+        namespace = {"__name__": "your_own_op"}
+        outputs = {}
+        tinyconv.manual_seed(0)  # the Legendre block draws gradcheck's input
+        for name, source in code.items():
+            buffer = io.StringIO()
+            with contextlib.redirect_stdout(buffer):
+                exec(compile(source, f"docs/your-own-op.md:{name}", "exec"), namespace)
+            outputs[name] = buffer.getvalue().rstrip("\n")
+        _own_op_cache.clear()
+        _own_op_cache[key] = outputs
+    return _own_op_cache[key]
+
+
+def own_op_swish_define():
+    return own_op_outputs()["swish_define"]
+
+
+def own_op_swish_gradcheck():
+    return own_op_outputs()["swish_gradcheck"]
+
+
+def own_op_swish_property():
+    return own_op_outputs()["swish_property"]
+
+
+def own_op_swish_broken():
+    return own_op_outputs()["swish_broken"]
+
+
+def own_op_legendre():
+    return own_op_outputs()["legendre"]
+
+
 EXAMPLES = {f.__name__: f for f in (conv_forward, conv_backward, maxpool_backward,
                                      batchnorm_backward, cross_entropy, adam, autograd_order,
-                                     autograd_broadcast, autograd_inplace, autograd_hooks)}
+                                     autograd_broadcast, autograd_inplace, autograd_hooks,
+                                     own_op_swish_define, own_op_swish_gradcheck,
+                                     own_op_swish_property, own_op_swish_broken,
+                                     own_op_legendre)}
 
 BLOCK = re.compile(r"(<!-- example: (\w+) -->\n)(.*?)(<!-- /example -->)", re.S)
 

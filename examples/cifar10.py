@@ -65,7 +65,7 @@ def plot_dataset(data_dir, out_dir):
     cols = 8
     rows = int(np.ceil(len(picks) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.4, rows * 1.6))
-    for ax, i in zip(np.atleast_1d(axes).ravel(), picks):
+    for ax, i in zip(np.atleast_1d(axes).ravel(), picks, strict=False):
         ax.imshow(train.data[i], interpolation="nearest")
         ax.set_title(names[train.targets[i]], fontsize=8)
     for ax in np.atleast_1d(axes).ravel():
@@ -80,13 +80,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_args(parser, DEFAULT_EPOCHS, ["lenet", "vgg"])
     args = parser.parse_args(argv)
-    out_dir = args.out or os.path.join("runs", f"{args.model}-{args.backend}")
-    args.out = out_dir
-    plot_dataset(args.data_dir, out_dir)
     title = {"lenet": "LeNet", "vgg": "VGG11"}[args.model]
     transform = T.Compose([T.ToTensor(), T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
     return run(args, title=f"{title} (CIFAR-10)", dataset_cls=CIFAR10, transform=transform,
-               augmentations=cifar_augmentations)
+               augmentations=cifar_augmentations,
+               extra_outputs=lambda out_dir: plot_dataset(args.data_dir, out_dir))
 
 
 if __name__ == "__main__":

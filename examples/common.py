@@ -8,10 +8,15 @@ of tinyconv: the same code, a different import.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import re
+import signal
 import sys
+import tempfile
+import threading
 import time
 import warnings
 
@@ -51,6 +56,23 @@ def networks(models):
     return {**models.SEED_NETWORKS, **models.COLOUR_NETWORKS}
 
 
+class TorchBatches:
+    """A tinyconv DataLoader whose batches come out as torch tensors (sharing memory)."""
+
+    def __init__(self, loader, torch):
+        self.loader, self.torch = loader, torch
+
+    def __iter__(self):
+        for batch in self.loader:
+            yield [self.torch.from_numpy(t.numpy()) for t in batch]
+
+    def __getattr__(self, name):  # len(), .dataset, .generator: the loader's
+        return getattr(self.loader, name)
+
+    def __len__(self):
+        return len(self.loader)
+
+
 class Backend:
     """The framework the example runs on: its module (``lib``), models, device and data plumbing."""
 
@@ -66,7 +88,8 @@ class Backend:
             try:
                 import torch
             except ImportError:
-                raise SystemExit("error: --backend torch needs PyTorch: pip install -e '.[torch]'")
+                raise SystemExit("error: --backend torch needs PyTorch: "
+                                 "pip install -e '.[torch]'") from None
             from parity import models
             if device is None:
                 device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -80,12 +103,8 @@ class Backend:
             raise SystemExit(f"error: unknown backend {name!r}: choose tinyconv or torch")
 
     def loader(self, dataset, batch_size, shuffle=False, seed=None):
-        collate = None
-        if self.name == "torch":
-            torch = self.lib
-            collate = lambda x, y: (torch.from_numpy(x), torch.from_numpy(y))  # noqa: E731
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=seed,
-                          collate_fn=collate)
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=seed)
+        return loader if self.name == "tinyconv" else TorchBatches(loader, self.lib)
 
     def build(self, model_name: str, seed: int):
         """The network, initialised by tinyconv with ``seed``; the torch twin gets those weights,
@@ -152,12 +171,10 @@ def load_datasets(dataset_cls, data_dir, transform, limit_train=None, seed=0, li
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    if limit_train:
-        if limit_train < 1:
-            raise SystemExit(f"error: --limit-train must be positive, got {limit_train}")
+    if limit_train is not None:  # None: all of them (the command line accepts only N >= 1)
         order = np.random.default_rng(seed).permutation(len(train))[:limit_train]
         train = Subset(train, np.sort(order))
-    if limit_test:
+    if limit_test is not None:
         test = Subset(test, np.arange(min(limit_test, len(test))))
     return train, test
 
@@ -221,7 +238,7 @@ def format_confusion(confusion, class_names):
     width = max(5, *(len(n) for n in class_names))
     head = " " * (width + 2) + " ".join(f"{i:>5}" for i in range(len(class_names)))
     rows = [f"{name:>{width}} |" + " ".join(f"{v:>5}" for v in row)
-            for name, row in zip(class_names, confusion)]
+            for name, row in zip(class_names, confusion, strict=True)]
     return "true \\ predicted\n" + head + "\n" + "\n".join(rows)
 
 
@@ -281,43 +298,145 @@ def write_json(path, obj):
     os.replace(tmp, path)
 
 
+# ---------------------------------------------------------------------------------------------
+# The command line. Every option is checked by its argparse ``type``, so that a bad value stops
+# the script at once, before anything is read, trained or written: exit status 2 and one line,
+# "fashion.py: error: argument --lr: expected a positive number, got '-1'".
+
+
+def _parse_number(text, kind, expected):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    value = _parse_number(text, int, "a positive integer")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def nonnegative_int(text):
+    """argparse type: an integer >= 0."""
+    value = _parse_number(text, int, "an integer >= 0")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text):
+    """argparse type: a finite number > 0."""
+    value = _parse_number(text, float, "a positive number")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def nonnegative_float(text):
+    """argparse type: a finite number >= 0."""
+    value = _parse_number(text, float, "a number >= 0")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def thread_count(text):
+    """argparse type: 1 .. the number of threads numba can run here (its CPU count).
+
+    More is refused rather than quietly lowered: a run that reports its speed must run with the
+    threads it says it ran with.
+    """
+    import numba
+
+    value = positive_int(text)
+    limit = numba.config.NUMBA_NUM_THREADS
+    if value > limit:
+        raise argparse.ArgumentTypeError(f"at most {limit} on this machine (numba's thread pool "
+                                         f"has {limit} threads), got {value}")
+    return value
+
+
+def device_name(text):
+    """argparse type: cpu, cuda, cuda:N or mps (what torch.device accepts for a CPU or GPU)."""
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", text):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda, cuda:N or mps, got {text!r}")
+    return text
+
+
+def fail(message, status=2):
+    """Stop with one line on stderr, ``error: <message>``, and exit status ``status``."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(status)
+
+
+def _one_line(exc):
+    """An exception's message on one line (torch's load_state_dict errors span several)."""
+    return " ".join(str(exc).split())
+
+
+DEFAULT_LR, DEFAULT_MOMENTUM = 1e-3, 0.9
+
+
 def add_common_args(parser: argparse.ArgumentParser, default_epochs: int, models: list[str]):
     parser.add_argument("--backend", choices=["tinyconv", "torch"], default="tinyconv",
                         help="framework to train with (default: tinyconv)")
     parser.add_argument("--model", choices=models, default=models[0])
-    parser.add_argument("--epochs", type=int, default=default_epochs,
-                        help=f"total epochs to train (default: {default_epochs})")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--test-batch-size", type=int, default=1000)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--epochs", type=positive_int, default=default_epochs,
+                        help=f"total epochs to train, counted from the first; a resumed run "
+                             f"continues up to this number (default: {default_epochs})")
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--test-batch-size", type=positive_int, default=1000)
+    parser.add_argument("--lr", type=positive_float, default=None,
+                        help=f"learning rate (default: {DEFAULT_LR:g}; with --resume the "
+                             f"checkpoint's, and a different --lr is applied from the next "
+                             f"epoch on)")
     parser.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
-    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--momentum", type=nonnegative_float, default=None,
+                        help=f"SGD momentum (default: {DEFAULT_MOMENTUM:g}; with --resume the "
+                             f"checkpoint's)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
     parser.add_argument("--data-dir", default=None,
                         help="data root holding <root>/FashionMNIST/raw and <root>/MNIST/raw "
                              "(default: $TINYCONV_DATA, else ./data)")
-    parser.add_argument("--limit-train", type=int, default=None, metavar="N",
-                        help="train on a random subset of N images (quick runs)")
-    parser.add_argument("--limit-test", type=int, default=None, metavar="N",
-                        help="evaluate on the first N test images only (quick runs)")
-    parser.add_argument("--out", default=None, help="output folder (default: runs/<name>)")
-    parser.add_argument("--device", default=None,
+    parser.add_argument("--limit-train", type=positive_int, default=None, metavar="N",
+                        help="train on a random subset of N images (quick runs; default: all)")
+    parser.add_argument("--limit-test", type=positive_int, default=None, metavar="N",
+                        help="evaluate on the first N test images only (quick runs; default: all)")
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: runs/<model>-<backend>); a folder holding "
+                             "a previous run is refused unless --overwrite, or --resume of its "
+                             "checkpoint.npz")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a previous run in --out: its checkpoint.npz, best.npz, "
+                             "metrics.json and plots are deleted before training starts")
+    parser.add_argument("--device", type=device_name, default=None,
                         help="torch backend: cuda or cpu (default: cuda when available)")
-    parser.add_argument("--resume", default=None, metavar="CKPT",
-                        help="continue training from a checkpoint written by this script")
-    parser.add_argument("--evaluate", default=None, metavar="CKPT",
-                        help="only evaluate a checkpoint (from either backend) on the test set")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--resume", default=None, metavar="CKPT",
+                       help="continue training from a checkpoint written by this script (same "
+                            "--model, --optimizer, --scheduler and --augment)")
+    start.add_argument("--evaluate", default=None, metavar="CKPT",
+                       help="only evaluate a checkpoint (from either backend) on the test set; "
+                            "writes nothing")
     parser.add_argument("--augment", action="store_true",
                         help="random augmentation of the training images (see the example)")
     parser.add_argument("--scheduler", choices=["none", "cosine", "step"], default="none",
                         help="learning-rate schedule, stepped once per epoch (cosine: "
                              "CosineAnnealingLR(T_max=epochs); step: x0.1 every --step-size)")
-    parser.add_argument("--step-size", type=int, default=5, help="epochs between StepLR decays")
+    parser.add_argument("--step-size", type=positive_int, default=5,
+                        help="epochs between StepLR decays")
     parser.add_argument("--export-onnx", default=None, metavar="PATH",
                         help="after training, export the model to ONNX (needs: pip install "
                              "'.[onnx]')")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads (numba and torch); default: all cores")
+    parser.add_argument("--threads", type=thread_count, default=None,
+                        help="CPU threads (numba and torch), at most the machine's CPU count; "
+                             "default: all cores")
 
 
 def set_threads(backend, threads):
@@ -327,6 +446,98 @@ def set_threads(backend, threads):
     numba.set_num_threads(threads)
     if backend.name == "torch":
         backend.lib.set_num_threads(threads)
+
+
+# ---------------------------------------------------------------------------------------------
+# The output folder. Checked before any work is done: a run must not train for an hour and then
+# find that it cannot write, or quietly replace the results of an earlier run.
+
+RUN_OUTPUTS = ("checkpoint.npz", "best.npz", "metrics.json", "loss.png", "accuracy.png",
+               "confusion_matrix.png")
+# The files that show a folder holds a previous run (plots alone are not worth a refusal).
+RUN_MARKERS = ("checkpoint.npz", "best.npz", "metrics.json")
+
+
+def check_writable(folder, option):
+    """Stop unless ``folder`` can be created (if missing) and written; change nothing.
+
+    The test is the real thing: a probe file is written and removed, in ``folder`` or, when it
+    does not exist yet, in its nearest existing parent (the folder itself is made only when
+    the run starts, so that a refused command line leaves no trace).
+    """
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        what = "this is a file" if existing == os.path.abspath(folder) else f"{existing} is a file"
+        fail(f"{option} {folder}: {what}, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=existing)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as exc:
+        fail(f"{option} {folder}: cannot write there ({exc.strerror or _one_line(exc)})")
+
+
+def make_folder(folder, option):
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        fail(f"{option} {folder}: cannot create it ({exc.strerror or _one_line(exc)})")
+
+
+def check_out_dir(out_dir, *, overwrite, resume=None, markers=RUN_MARKERS,
+                  outputs=RUN_OUTPUTS):
+    """Make sure ``out_dir`` may take this run's outputs; return the old ones to replace.
+
+    A folder holding a previous run (any of ``markers``) is refused unless ``overwrite`` (its
+    ``outputs`` are returned, for the caller to delete just before training) or this run
+    continues it (``resume`` is a checkpoint inside it: nothing is deleted).
+    """
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        fail(f"--out {out_dir}: this is a file, not a folder")
+    previous = [name for name in markers if os.path.isfile(os.path.join(out_dir, name))]
+    continues = resume is not None and (os.path.realpath(os.path.dirname(os.path.abspath(resume)))
+                                        == os.path.realpath(out_dir))
+    if previous and not overwrite and not continues:
+        ways = "pass --overwrite to replace it"
+        if "checkpoint.npz" in previous:
+            ways += f", or --resume {os.path.join(out_dir, 'checkpoint.npz')} to continue it"
+        fail(f"--out {out_dir} holds a previous run ({', '.join(previous)}): {ways}")
+    check_writable(out_dir, "--out")
+    if continues:
+        return []
+    return [name for name in outputs if os.path.isfile(os.path.join(out_dir, name))]
+
+
+def check_output_file(path, option, overwrite):
+    """A file this run will write at the end (``--export-onnx``): writable, not a surprise."""
+    if os.path.isdir(path):
+        fail(f"{option} {path}: this is a folder; give a file name")
+    if os.path.exists(path) and not overwrite:
+        fail(f"{option} {path} exists: pass --overwrite to replace it, or choose another name")
+    check_writable(os.path.dirname(os.path.abspath(path)), option)
+
+
+@contextlib.contextmanager
+def finish_before_interrupt():
+    """Let a Ctrl-C that arrives inside the block wait until the block is done.
+
+    Around the checkpoint writes: each write is atomic already (tinyconv.save), and this keeps
+    checkpoint.npz and best.npz from the same epoch, so that "the checkpoint after epoch N" is
+    exactly what is on disk when the run stops.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
 
 
 def augmented(transform, augmentations):
@@ -348,21 +559,157 @@ def make_scheduler(backend, name, optimizer, epochs, step_size):
 
 
 def run(args, *, title, dataset_cls, transform, criterion_name="cross_entropy",
-        augmentations=None):
+        augmentations=None, extra_outputs=None):
     """Train (or resume, or only evaluate) ``args.model`` and write everything to ``args.out``.
+
+    Everything that can be checked is checked before the data is read: the options (argparse),
+    the checkpoint to resume or evaluate (readable, the same model, optimizer and schedule),
+    the output folder (writable, not holding another run). Then training; Ctrl-C stops it with
+    exit status 130, keeping the checkpoint of the last finished epoch and saying where it is.
 
     ``augmentations(generator)`` returns the random transforms used with ``--augment``; they draw
     from one generator whose state is saved in the checkpoint, so a resumed run continues with
-    the same random crops, flips and rotations.
+    the same random crops, flips and rotations. ``extra_outputs(out_dir)`` writes files of the
+    example's own (CIFAR-10's data set plots) once the folder is known to be writable.
     """
+    out_dir = args.out or os.path.join("runs", f"{args.model}-{args.backend}")
+    if args.evaluate:
+        return _evaluate_checkpoint(args, title, dataset_cls, transform, criterion_name)
+    progress = {"saved_epoch": None, "removed": [],
+                "checkpoint": os.path.join(out_dir, "checkpoint.npz")}
+    try:
+        return _train(args, out_dir, progress, title=title, dataset_cls=dataset_cls,
+                      transform=transform, criterion_name=criterion_name,
+                      augmentations=augmentations, extra_outputs=extra_outputs)
+    except KeyboardInterrupt:
+        print("\n" + interrupted_message(args, progress), flush=True)
+        raise SystemExit(130) from None
+
+
+def interrupted_message(args, progress):
+    """What a Ctrl-C left on disk, and how to continue."""
+    saved, ckpt_path = progress["saved_epoch"], progress["checkpoint"]
+    if saved is not None:
+        return (f"interrupted; the last checkpoint (after epoch {saved}) is complete: "
+                f"{ckpt_path}\ncontinue with: --resume {ckpt_path}")
+    if args.resume:
+        return (f"interrupted before an epoch finished; nothing was written, and {args.resume} "
+                f"is unchanged (continue with: --resume {args.resume})")
+    removed = progress["removed"]
+    return ("interrupted before the first epoch finished; nothing was saved"
+            + (f" (--overwrite had removed the previous run's {', '.join(removed)})"
+               if removed else ""))
+
+
+def _evaluate_checkpoint(args, title, dataset_cls, transform, criterion_name):
+    """--evaluate: the test loss and accuracy of a checkpoint; writes nothing."""
+    ckpt = load_checkpoint(args.evaluate, "--evaluate")
+    if "model" not in ckpt:  # a bare state_dict, e.g. tinyconv.save(model.state_dict(), p)
+        ckpt = {"model": ckpt}
+    saved_model = ckpt.get("model_name")
+    if saved_model is not None and saved_model != args.model:
+        fail(f"--model {args.model}: {args.evaluate} holds a {saved_model} "
+             f"(pass --model {saved_model})")
+    backend = Backend(args.backend, args.device)
+    set_threads(backend, args.threads)
+    lib, device = backend.lib, backend.device
+    _, test_set = load_datasets(dataset_cls, args.data_dir, transform, None, args.seed,
+                                args.limit_test)
+    model = backend.build(args.model, args.seed)
+    try:
+        backend.load_state(model, ckpt["model"])
+    except (ValueError, RuntimeError, TypeError, KeyError, AttributeError) as exc:
+        fail(f"--evaluate {args.evaluate} does not hold a {args.model} state_dict: "
+             f"{_one_line(exc)}")
+    criterion = (lib.nn.CrossEntropyLoss() if criterion_name == "cross_entropy"
+                 else lib.nn.NLLLoss())
+    test_loss, test_acc, _ = evaluate(model, backend.loader(test_set, args.test_batch_size),
+                                      criterion, lib, device)
+    print(f"{args.evaluate} (written by the {ckpt.get('backend', '?')} backend), evaluated "
+          f"with {args.backend}: test loss {test_loss:.4f}, test accuracy {test_acc:.2f}%")
+    return {"test_loss": test_loss, "test_acc": test_acc}
+
+
+def check_resume(args, ckpt):
+    """Refuse a --resume that would not continue the checkpoint's run; fill in --lr, --momentum.
+
+    The model, the optimizer (its state means nothing to another one), the schedule, the
+    augmentation and SGD's momentum must be the checkpoint's: a different one is refused, naming
+    both. --lr, when given and different, is applied from the next epoch on (returned as
+    ``(old, new)``; not with a schedule, which sets the rate itself); when left out, the
+    checkpoint's rate is used. --epochs must be more than the epochs the checkpoint holds.
+    """
+    path = args.resume
+    missing = {"model", "optimizer", "epoch", "history", "rng", "loader_rng",
+               "augment_rng"} - set(ckpt)
+    if missing:
+        fail(f"--resume {path} is not a training checkpoint of this script (missing "
+             f"{', '.join(sorted(missing))}); --evaluate reads bare state_dicts")
+    saved = ckpt.get("args") if isinstance(ckpt.get("args"), dict) else {}
+    saved_model = ckpt.get("model_name", saved.get("model"))
+    if saved_model is not None and saved_model != args.model:
+        fail(f"--model {args.model}: --resume {path} holds a {saved_model} "
+             f"(pass --model {saved_model} to continue it)")
+    groups = ckpt["optimizer"].get("param_groups") or [{}]
+    saved_optimizer = saved.get("optimizer") or ("sgd" if "momentum" in groups[0] else "adam")
+    if saved_optimizer != args.optimizer:
+        fail(f"--optimizer {args.optimizer}: --resume {path} was trained with "
+             f"{saved_optimizer}, whose state {args.optimizer} cannot continue (pass "
+             f"--optimizer {saved_optimizer})")
+    saved_scheduler = saved.get("scheduler", "none" if ckpt.get("scheduler") is None else None)
+    if saved_scheduler is not None and saved_scheduler != args.scheduler:
+        fail(f"--scheduler {args.scheduler}: --resume {path} was trained with --scheduler "
+             f"{saved_scheduler} (pass --scheduler {saved_scheduler})")
+    if args.scheduler == "step" and saved.get("step_size", args.step_size) != args.step_size:
+        fail(f"--step-size {args.step_size}: --resume {path} was trained with --step-size "
+             f"{saved['step_size']} (pass --step-size {saved['step_size']})")
+    if "augment" in saved and bool(saved["augment"]) != bool(args.augment):
+        fail(f"--augment: --resume {path} was trained {'with' if saved['augment'] else 'without'}"
+             f" --augment ({'add' if saved['augment'] else 'leave out'} --augment to continue it)")
+    if args.optimizer == "sgd" and "momentum" in groups[0]:
+        if args.momentum is None:
+            args.momentum = float(groups[0]["momentum"])
+        elif args.momentum != groups[0]["momentum"]:
+            fail(f"--momentum {args.momentum:g}: --resume {path} was trained with momentum "
+                 f"{groups[0]['momentum']:g} (leave --momentum out to continue it)")
+    done = int(ckpt["epoch"])
+    if args.epochs <= done:
+        fail(f"--epochs {args.epochs}: --resume {path} already holds {done} epoch(s); pass "
+             f"--epochs {done + 1} or more to train further (--evaluate {path} only evaluates "
+             f"it)")
+    current_lr = float(groups[0].get("lr", DEFAULT_LR))
+    if args.lr is None or args.lr == current_lr:
+        args.lr = current_lr
+        return None
+    if args.scheduler != "none":
+        fail(f"--lr {args.lr:g}: --resume {path} continues a --scheduler {args.scheduler} "
+             f"schedule, which sets the learning rate itself (now {current_lr:g}); leave --lr "
+             f"out to continue it")
+    return current_lr, args.lr
+
+
+def _train(args, out_dir, progress, *, title, dataset_cls, transform, criterion_name,
+           augmentations, extra_outputs):
+    # 1. Everything that can be refused, before any work.
+    ckpt, lr_change = None, None
+    if args.resume:
+        ckpt = load_checkpoint(args.resume, "--resume")
+        lr_change = check_resume(args, ckpt)
+    args.lr = DEFAULT_LR if args.lr is None else args.lr
+    args.momentum = DEFAULT_MOMENTUM if args.momentum is None else args.momentum
+    if getattr(args, "augment", False) and augmentations is None:
+        fail("--augment is not available for this example")
+    old_outputs = check_out_dir(out_dir, overwrite=args.overwrite, resume=args.resume)
+    if args.export_onnx:
+        check_output_file(args.export_onnx, "--export-onnx", args.overwrite)
+
+    # 2. The run: backend, data, model, optimizer, schedule (and their state when resuming).
     backend = Backend(args.backend, args.device)
     set_threads(backend, args.threads)
     lib, device = backend.lib, backend.device
     augment_rng = np.random.default_rng(args.seed + 1)
     train_transform = None
     if getattr(args, "augment", False):
-        if augmentations is None:
-            raise SystemExit("error: --augment is not available for this example")
         train_transform = augmented(transform, augmentations(augment_rng))
     train_set, test_set = load_datasets(dataset_cls, args.data_dir, transform, args.limit_train,
                                         args.seed, args.limit_test, train_transform)
@@ -374,54 +721,48 @@ def run(args, *, title, dataset_cls, transform, criterion_name="cross_entropy",
     scheduler = make_scheduler(backend, args.scheduler, optimizer, args.epochs, args.step_size)
     train_loader = backend.loader(train_set, args.batch_size, shuffle=True, seed=args.seed)
     test_loader = backend.loader(test_set, args.test_batch_size)
-    out_dir = args.out or os.path.join("runs", f"{args.model}-{args.backend}")
-    os.makedirs(out_dir, exist_ok=True)
     ckpt_path = os.path.join(out_dir, "checkpoint.npz")
     best_path = os.path.join(out_dir, "best.npz")
 
-    if args.evaluate:
-        ckpt = _load_checkpoint(args.evaluate)
-        if "model" not in ckpt:  # a bare state_dict, e.g. tinyconv.save(model.state_dict(), p)
-            ckpt = {"model": ckpt}
+    history, start_epoch = [], 1
+    if ckpt is not None:
         try:
             backend.load_state(model, ckpt["model"])
-        except (ValueError, RuntimeError, TypeError) as exc:
-            print(f"error: {args.evaluate} does not hold a {args.model} state_dict: {exc}",
-                  file=sys.stderr)
-            raise SystemExit(2) from None
-        test_loss, test_acc, confusion = evaluate(model, test_loader, criterion, lib, device)
-        print(f"{args.evaluate} (written by the {ckpt.get('backend', '?')} backend), evaluated "
-              f"with {args.backend}: test loss {test_loss:.4f}, test accuracy {test_acc:.2f}%")
-        return {"test_loss": test_loss, "test_acc": test_acc}
-
-    history, start_epoch = [], 1
-    if args.resume:
-        ckpt = _load_checkpoint(args.resume)
-        missing = {"model", "optimizer", "epoch", "history", "rng", "loader_rng",
-                   "augment_rng"} - set(ckpt)
-        if missing:
-            print(f"error: {args.resume} is not a training checkpoint of this script (missing "
-                  f"{', '.join(sorted(missing))}); --evaluate reads bare state_dicts",
-                  file=sys.stderr)
-            raise SystemExit(2)
-        backend.load_state(model, ckpt["model"])
-        optimizer.load_state_dict(backend.optimizer_state_from_numpy(ckpt["optimizer"]))
+            optimizer.load_state_dict(backend.optimizer_state_from_numpy(ckpt["optimizer"]))
+            if scheduler is not None:
+                scheduler.load_state_dict(ckpt["scheduler"])
+        except (ValueError, RuntimeError, TypeError, KeyError, AttributeError) as exc:
+            fail(f"--resume {args.resume} does not fit this {args.model} run: {_one_line(exc)}")
         backend.set_rng_state(ckpt["rng"])
         train_loader.generator.bit_generator.state = ckpt["loader_rng"]
         augment_rng.bit_generator.state = ckpt["augment_rng"]
-        if scheduler is not None:
-            if ckpt.get("scheduler") is None:
-                raise SystemExit(f"error: {args.resume} was written without --scheduler")
-            scheduler.load_state_dict(ckpt["scheduler"])
         history, start_epoch = list(ckpt["history"]), int(ckpt["epoch"]) + 1
         print(f"resumed from {args.resume} after epoch {ckpt['epoch']}")
+        if lr_change is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = args.lr
+            print(f"--lr {args.lr:g} replaces the checkpoint's learning rate {lr_change[0]:g} "
+                  f"from epoch {start_epoch} on")
 
+    # 3. The folder: the previous run's outputs go (--overwrite), the example's own files come.
+    make_folder(out_dir, "--out")
+    if args.export_onnx:
+        make_folder(os.path.dirname(os.path.abspath(args.export_onnx)), "--export-onnx")
+    for name in old_outputs:
+        os.remove(os.path.join(out_dir, name))
+    progress["removed"] = old_outputs
+    if old_outputs:
+        print(f"--overwrite: removed the previous run's {', '.join(old_outputs)} from {out_dir}")
+    if extra_outputs is not None:
+        extra_outputs(out_dir)
+
+    # 4. Training, one checkpoint per epoch.
     n_params = sum(p.nelement() for p in model.parameters())
     print(f"{title} on {args.backend} ({device}): {len(train_set):,} train / {len(test_set):,} "
-          f"test images, {n_params:,} parameters, {args.optimizer} lr={args.lr}, batch "
-          f"{args.batch_size}, epochs {start_epoch}..{args.epochs}")
+          f"test images, {n_params:,} parameters, {args.optimizer} "
+          f"lr={optimizer.param_groups[0]['lr']:g}, batch {args.batch_size}, epochs "
+          f"{start_epoch}..{args.epochs}, writing to {out_dir}", flush=True)
     run_start = time.perf_counter()
-    confusion = None
     try:
         for epoch in range(start_epoch, args.epochs + 1):
             t0 = time.perf_counter()
@@ -446,35 +787,32 @@ def run(args, *, title, dataset_cls, transform, criterion_name="cross_entropy",
                      "loader_rng": train_loader.generator.bit_generator.state,
                      "augment_rng": augment_rng.bit_generator.state,
                      "backend": args.backend, "model_name": args.model, "args": vars(args)}
-            tinyconv.save(state, ckpt_path)
-            if test_acc >= max(h["test_acc"] for h in history):
-                tinyconv.save(state, best_path)  # the best epoch so far, by test accuracy
-    except KeyboardInterrupt:
-        done = history[-1]["epoch"] if history else start_epoch - 1
-        print(f"\ninterrupted; the last checkpoint (after epoch {done}) is intact: {ckpt_path}\n"
-              f"continue with: --resume {ckpt_path}")
-        raise SystemExit(130) from None
+            with finish_before_interrupt():
+                tinyconv.save(state, ckpt_path)
+                if test_acc >= max(h["test_acc"] for h in history):
+                    tinyconv.save(state, best_path)  # the best epoch so far, by test accuracy
+                progress["saved_epoch"] = epoch
     except FloatingPointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(3) from None
+        saved = progress["saved_epoch"]
+        fail(f"{exc}" + (f"; the checkpoint after epoch {saved} is {ckpt_path}"
+                         if saved is not None else "; nothing was saved"), status=3)
     wall = time.perf_counter() - run_start
 
-    if confusion is None:  # nothing left to train (resumed at the end): just evaluate
-        _, _, confusion = evaluate(model, test_loader, criterion, lib, device)
-    final = history[-1] if history else {}
-    print(f"\nfinal test accuracy: {final.get('test_acc', float('nan')):.2f}% after "
-          f"{len(history)} epochs ({wall / 60:.1f} min this run)")
+    # 5. The report: metrics.json and the plots.
+    final = history[-1]
+    print(f"\nfinal test accuracy: {final['test_acc']:.2f}% after {len(history)} epochs "
+          f"({wall / 60:.1f} min this run)")
     print(format_confusion(confusion, class_names))
     plots = save_plots(out_dir, history, confusion, class_names, f"{title} ({args.backend})")
     metrics = {"model": args.model, "backend": args.backend, "device": str(device),
-               "args": vars(args), "history": history, "final_test_acc": final.get("test_acc"),
+               "args": vars(args), "history": history, "final_test_acc": final["test_acc"],
                "confusion_matrix": confusion.tolist(), "class_names": class_names,
                "wall_seconds_this_run": wall, "parameters": n_params}
     if args.export_onnx:
         export_onnx(backend, model, args.model, args.export_onnx)
     write_json(os.path.join(out_dir, "metrics.json"), metrics)
-    print(f"wrote {ckpt_path}, {os.path.join(out_dir, 'metrics.json')}"
-          + "".join(f", {p}" for p in plots))
+    best = [best_path] if os.path.isfile(best_path) else []
+    print("wrote " + ", ".join([ckpt_path, *best, os.path.join(out_dir, "metrics.json"), *plots]))
     return metrics
 
 
@@ -495,13 +833,16 @@ def export_onnx(backend, model, model_name, path):
     print(f"exported ONNX model to {path}")
 
 
-def _load_checkpoint(path):
+def load_checkpoint(path, option):
+    """The checkpoint at ``path`` (a dict); else one line naming ``option`` and the problem."""
     try:
         ckpt = tinyconv.load(path)
-        if not isinstance(ckpt, dict):
-            raise tinyconv.CheckpointError(f"{path}: expected a dict, found "
-                                           f"{type(ckpt).__name__}")
-        return ckpt
-    except (tinyconv.CheckpointError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    except (tinyconv.CheckpointError, OSError) as exc:
+        message = _one_line(exc)
+        if message.startswith(f"{path}: "):  # CheckpointError's messages name the file too
+            message = message[len(f"{path}: "):]
+        fail(f"{option} {path}: {message}")
+    if not isinstance(ckpt, dict):
+        fail(f"{option} {path}: expected a checkpoint holding a dict, found "
+             f"{type(ckpt).__name__}")
+    return ckpt

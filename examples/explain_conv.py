@@ -35,7 +35,15 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 sys.path.insert(0, os.path.join(_ROOT, "examples"))
 
-from common import load_datasets, mnist_transform  # noqa: E402
+from common import (  # noqa: E402
+    check_writable,
+    fail,
+    load_checkpoint,
+    load_datasets,
+    mnist_transform,
+    nonnegative_int,
+    positive_int,
+)
 
 import tinyconv  # noqa: E402
 from tinyconv.data import FashionMNIST  # noqa: E402
@@ -262,13 +270,16 @@ def main(argv=None):
                     help="folder for the PNGs (default runs/explain)")
     ap.add_argument("--checkpoint", help="a checkpoint written by examples/fashion.py; "
                     "without one FashionCNN is trained briefly here")
-    ap.add_argument("--train-images", type=int, default=2000,
+    ap.add_argument("--train-images", type=positive_int, default=2000,
                     help="training images for the brief training without --checkpoint")
     ap.add_argument("--data-dir", default=None, help="Fashion-MNIST root (default: "
                     "$TINYCONV_DATA, else ./data)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=nonnegative_int, default=0)
     ap.add_argument("--no-plots", action="store_true", help="print part 1 only")
     args = ap.parse_args(argv)
+    checkpoint = load_checkpoint(args.checkpoint, "--checkpoint") if args.checkpoint else None
+    if not args.no_plots:
+        check_writable(args.out, "--out")
 
     we = worked_examples()
     print_worked_example(we)
@@ -285,7 +296,11 @@ def main(argv=None):
                                         seed=args.seed)
     if args.checkpoint:
         model = FashionCNN()
-        model.load_state_dict(tinyconv.load(args.checkpoint)["model"])
+        try:
+            model.load_state_dict({k: np.asarray(v) for k, v in checkpoint["model"].items()})
+        except (KeyError, AttributeError, TypeError, ValueError, RuntimeError) as exc:
+            fail(f"--checkpoint {args.checkpoint} does not hold a FashionCNN: "
+                 f"{' '.join(str(exc).split())}")
         caption = f"trained, from {os.path.basename(args.checkpoint)}"
         print(f"network: {args.checkpoint}")
     else:

@@ -7,7 +7,9 @@
 Recipe (the tutorial's): images scaled to [0, 1] and normalized with mean 0.5, std 0.5;
 Adam(lr=1e-3); batch 64, shuffled; cross-entropy. Writes to --out (default runs/<model>-<backend>):
 checkpoint.npz (last epoch), best.npz (best test accuracy), metrics.json, loss.png, accuracy.png,
-confusion_matrix.png. The DeepFashionCNN recipe adds augmentation and a cosine schedule:
+confusion_matrix.png. A folder that holds a previous run is refused: --overwrite replaces it,
+--resume runs/.../checkpoint.npz --epochs N continues it. Ctrl-C keeps the last finished epoch's
+checkpoint. The DeepFashionCNN recipe adds augmentation and a cosine schedule:
 
     python examples/fashion.py --model deepfashioncnn --epochs 10 --augment --scheduler cosine
 """

@@ -24,6 +24,9 @@ import tinyconv  # noqa: E402
 from tinyconv import nn  # noqa: E402
 from tinyconv.models import SEED_NETWORKS  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import positive_int  # noqa: E402
+
 
 def one_batch(batch_size, data_dir):
     """A real Fashion-MNIST batch when the data is there, else random images (same shapes)."""
@@ -43,7 +46,7 @@ def one_batch(batch_size, data_dir):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=sorted(SEED_NETWORKS), default="fashioncnn")
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=positive_int, default=4)
     parser.add_argument("--out", default=os.path.join("runs", "graph", "fashioncnn_step.png"),
                         help="picture to write (.png, .svg or .pdf); the .dot goes beside it")
     parser.add_argument("--data-dir", default=None)

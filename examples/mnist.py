@@ -2,7 +2,7 @@
 
     python examples/mnist.py                                  # ConvModule, Adam 1e-3, batch 64
     python examples/mnist.py --backend torch                  # the same in PyTorch
-    python examples/mnist.py --experiment fc-vs-cnn           # FC2Layer vs CNN, 6.4k parameters each
+    python examples/mnist.py --experiment fc-vs-cnn           # FC2Layer vs CNN, 6.4k weights each
     python examples/mnist.py --experiment fc-vs-cnn --permute-pixels   # ... and on shuffled pixels
 
 The experiment is the tutorial's lesson: with the same number of parameters a small CNN beats a
@@ -21,8 +21,17 @@ import time
 
 import numpy as np
 from common import (
-    Backend, add_common_args, evaluate, load_datasets, mnist_transform, run, set_threads,
-    train_epoch, write_json,
+    Backend,
+    add_common_args,
+    check_out_dir,
+    evaluate,
+    fail,
+    load_datasets,
+    mnist_transform,
+    run,
+    set_threads,
+    train_epoch,
+    write_json,
 )
 
 from tinyconv.data import MNIST
@@ -47,6 +56,25 @@ class PermutePixels:
 
 def fc_vs_cnn(args):
     """Train FC2Layer(784, 8, 10) and CNN(6) one epoch each (the tutorial's recipe)."""
+    for option in ("resume", "evaluate", "export_onnx"):
+        if getattr(args, option):
+            fail(f"--{option.replace('_', '-')} does not apply to --experiment fc-vs-cnn "
+                 f"(it trains four networks from scratch and keeps only their scores)")
+    out_dir = args.out or os.path.join("runs", f"fc-vs-cnn-{args.backend}")
+    old = check_out_dir(out_dir, overwrite=args.overwrite, markers=("metrics.json",),
+                        outputs=("metrics.json",))
+    try:
+        return _fc_vs_cnn(args, out_dir, old)
+    except KeyboardInterrupt:
+        print("\ninterrupted; fc-vs-cnn writes its metrics.json only at the end, so nothing "
+              "was saved", flush=True)
+        raise SystemExit(130) from None
+
+
+def _fc_vs_cnn(args, out_dir, old_outputs):
+    os.makedirs(out_dir, exist_ok=True)
+    for name in old_outputs:  # --overwrite
+        os.remove(os.path.join(out_dir, name))
     backend = Backend(args.backend, args.device)
     set_threads(backend, args.threads)
     lib, device = backend.lib, backend.device
@@ -92,8 +120,6 @@ def fc_vs_cnn(args):
         print(f"lesson 2 (permuting pixels hurts the CNN, not the FC net): FC changes by "
               f"{-fc_drop:+.2f} pp, CNN by {-cnn_drop:+.2f} pp: "
               f"{'holds' if holds else 'does NOT hold in this run'}")
-    out_dir = args.out or os.path.join("runs", f"fc-vs-cnn-{args.backend}")
-    os.makedirs(out_dir, exist_ok=True)
     write_json(os.path.join(out_dir, "metrics.json"), {"args": vars(args), "results": results})
     return results
 

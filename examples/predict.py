@@ -36,6 +36,18 @@ DATASET_OF = {"fashioncnn": FASHION, "deepfashioncnn": FASHION, "convmodule": DI
               "fc2layer": DIGITS, "cnn": DIGITS}
 
 
+def positive_int(text):
+    """argparse type: an integer >= 1 (as in examples/common.py, which this script does not
+    import: it runs without the training scripts' plumbing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def fail(message):
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(2)
@@ -147,7 +159,8 @@ def main(argv=None):
                         help="the network (default: the checkpoint's, else fashioncnn)")
     parser.add_argument("--no-invert", action="store_true",
                         help="never invert (for pictures that already are light on dark)")
-    parser.add_argument("--top", type=int, default=3, help="how many classes to show (3)")
+    parser.add_argument("--top", type=positive_int, default=3,
+                        help="how many classes to show (3)")
     args = parser.parse_args(argv)
     if not args.checkpoint and not args.onnx:
         parser.error("give --checkpoint CKPT or --onnx MODEL.onnx")

@@ -1,5 +1,8 @@
 """Shared test helpers: the PyTorch parity check, the finite-difference check, strategies.
 
+The hypothesis strategies and ``noncontiguous`` are public, in ``tinyconv.testing`` (so users
+test their own code with them); this file adds what needs PyTorch.
+
 Two independent oracles for every differentiable op (STYLE.md, items 10-12):
 
 * :func:`check_op` runs the same function in tinyconv and in PyTorch on the same NumPy arrays
@@ -16,10 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from hypothesis import strategies as st
 
 import tinyconv
-from tinyconv.kernels.conv import conv_out_size
+from tinyconv.testing import noncontiguous
+from tinyconv.testing import strategies as tst
 
 # Tolerances used across the test files.
 #
@@ -32,27 +35,11 @@ F64 = dict(rtol=1e-7, atol=1e-10)
 F32 = dict(rtol=1e-4, atol=1e-5)
 TOL = {np.float64: F64, np.float32: F32}
 
-FLOAT_DTYPES = st.sampled_from([np.float64, np.float32])
+FLOAT_DTYPES = tst.float_dtypes
 
 
 # ---------------------------------------------------------------------------------------------
 # building inputs
-
-
-def noncontiguous(arr):
-    """The same values as ``arr`` in memory that is neither C- nor F-contiguous.
-
-    The storage is a twice-as-large array of the reversed shape, read with step 2 and then
-    transposed, so kernels that assume a contiguous layout read the wrong elements.
-    """
-    arr = np.asarray(arr)
-    if arr.ndim == 0:
-        return arr.copy()
-    big = np.zeros(tuple(2 * s for s in arr.shape[::-1]), dtype=arr.dtype)
-    view = big[(slice(None, None, 2),) * arr.ndim].T
-    view[...] = arr
-    assert view.shape == arr.shape and (arr.size < 2 or not view.flags.c_contiguous)
-    return view
 
 
 def _is_float(arr):
@@ -123,7 +110,7 @@ def check_op(tiny_fn, torch_fn, arrays, *, atol, rtol, grad=True, grad_atol=None
     tiny_out, torch_out = tiny_fn(*tiny_in), torch_fn(*torch_in)
     tiny_outs, torch_outs = _outputs(tiny_out), _outputs(torch_out)
     assert len(tiny_outs) == len(torch_outs)
-    for i, (a, e) in enumerate(zip(tiny_outs, torch_outs)):
+    for i, (a, e) in enumerate(zip(tiny_outs, torch_outs, strict=True)):
         assert_close(a, e, atol=atol, rtol=rtol, what=f"output {i}")
     if not grad:
         return tiny_out, torch_out
@@ -135,7 +122,7 @@ def check_op(tiny_fn, torch_fn, arrays, *, atol, rtol, grad=True, grad_atol=None
     torch_outs[k].backward(torch.tensor(g))
     grad_atol = atol if grad_atol is None else grad_atol
     grad_rtol = rtol if grad_rtol is None else grad_rtol
-    for i, (a, e) in enumerate(zip(tiny_in, torch_in)):
+    for i, (a, e) in enumerate(zip(tiny_in, torch_in, strict=True)):
         if not e.requires_grad:
             continue
         if e.grad is None:  # the input does not reach the output in torch's graph
@@ -180,104 +167,24 @@ def grad_check(fn, arrays, eps=1e-6, *, atol=1e-7, rtol=1e-5, seed=0):
 
 
 # ---------------------------------------------------------------------------------------------
-# hypothesis strategies
+# hypothesis strategies: the public ones of tinyconv.testing.strategies, under the names the
+# test files use
 
 
 def randn(rng, shape, dtype=np.float64):
     return rng.standard_normal(shape).astype(dtype)
 
 
-# A seed rather than a Generator, so that a failing example prints something reproducible.
-seeds = st.integers(0, 2**32 - 1)
-
-
-@st.composite
-def shapes(draw, min_dims=1, max_dims=4, min_side=1, max_side=5):
-    n = draw(st.integers(min_dims, max_dims))
-    return tuple(draw(st.lists(st.integers(min_side, max_side), min_size=n, max_size=n)))
-
-
-@st.composite
-def broadcastable_shapes(draw, max_dims=4, max_side=4):
-    """Two shapes that broadcast together: sides of 1 and missing leading axes on either."""
-    full = draw(shapes(1, max_dims, 1, max_side))
-    out = []
-    for _ in range(2):
-        drop = draw(st.integers(0, len(full) - 1))
-        out.append(tuple(1 if draw(st.booleans()) else s for s in full[drop:]))
-    return tuple(out)
-
-
-@st.composite
-def conv_geometries(draw, max_batch=3, max_channels=4, max_size=8, max_kernel=4):
-    """A conv2d configuration whose padded input is at least as large as the dilated kernel.
-
-    Returns a dict of x_shape (N, C, H, W), w_shape (OC, C, KH, KW), stride, padding, dilation.
-    Kernels may be non-square; hyper-parameters are ints or pairs, as torch accepts both.
-    """
-    N = draw(st.integers(1, max_batch))
-    C, OC = draw(st.integers(1, max_channels)), draw(st.integers(1, max_channels))
-    kernel = (draw(st.integers(1, max_kernel)), draw(st.integers(1, max_kernel)))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
-    size = []
-    for k, d, p in zip(kernel, dilation, padding):
-        least = max(1, (k - 1) * d + 1 - 2 * p)
-        size.append(draw(st.integers(least, max(least, max_size))))
-    as_arg = st.sampled_from(["pair", "int"])
-
-    def arg(pair):
-        return pair[0] if pair[0] == pair[1] and draw(as_arg) == "int" else pair
-
-    return dict(x_shape=(N, C, *size), w_shape=(OC, C, *kernel), stride=arg(stride),
-                padding=arg(padding), dilation=arg(dilation))
-
-
-@st.composite
-def pool_geometries(draw, max_batch=2, max_channels=3, max_size=9, max_kernel=4,
-                    dilation=True):
-    """A pooling configuration with padding <= kernel // 2 (torch's limit) and >= 1 output.
-
-    Returns a dict of x_shape, kernel_size, stride (None means the kernel size, torch's
-    default), padding, dilation (1 when ``dilation`` is False) and ceil_mode.
-    """
-    N, C = draw(st.integers(1, max_batch)), draw(st.integers(1, max_channels))
-    kernel = (draw(st.integers(1, max_kernel)), draw(st.integers(1, max_kernel)))
-    stride = draw(st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3))))
-    padding = tuple(draw(st.integers(0, k // 2)) for k in kernel)
-    dil = (draw(st.integers(1, 2)), draw(st.integers(1, 2))) if dilation else (1, 1)
-    ceil_mode = draw(st.booleans())
-    s = kernel if stride is None else stride
-    size, dilation_ = [], []
-    for k, d, p, si in zip(kernel, dil, padding, s):
-        least = max(1, (k - 1) * d + 1 - 2 * p)
-        side = draw(st.integers(least, max(least, max_size)))
-        out = conv_out_size(side, k, si, p, d, ceil_mode)
-        assert out >= 1
-        # NOTE: with dilation a window can fall entirely into the padding (e.g. W=1, k=2, d=2,
-        # p=1); torch then returns -inf and an index outside the window. That corner is left
-        # to the kernel tests: fall back to dilation 1, where every window meets the input.
-        if any(all(not 0 <= o * si - p + i * d < side for i in range(k)) for o in range(out)):
-            d = 1
-        size.append(side)
-        dilation_.append(d)
-    return dict(x_shape=(N, C, *size), kernel_size=kernel, stride=stride, padding=padding,
-                dilation=tuple(dilation_), ceil_mode=ceil_mode)
+seeds = tst.seeds
+shapes = tst.shapes
+broadcastable_shapes = tst.broadcastable_shapes
+conv_geometries = tst.conv2d_args
+pool_geometries = tst.pool2d_args
+draw_array = tst.draw_array
 
 
 # ---------------------------------------------------------------------------------------------
 # fused ops (tests/test_fusion.py, tests/test_conv_fusion.py)
-
-
-def draw_array(data, shape, dtype, ties=False):
-    """A normal sample of ``shape`` from a seed hypothesis draws; with ``ties``, few distinct
-    values (equal maxima, exact zeros after a ReLU)."""
-    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
-    x = rng.standard_normal(shape)
-    if ties:
-        x = np.round(x * 2) / 2
-    return x.astype(dtype)
 
 
 def run_fused(model, x, fuse, train=True):

@@ -44,8 +44,10 @@ from tinyconv.data import transforms
 from tinyconv.data.idx import idx_bytes
 
 
-def numpy_collate(images, labels):
-    return images, labels
+def numpy_collate(samples):
+    """torch's collate_fn convention: a list of (image, label) samples -> NumPy arrays."""
+    images, labels = zip(*samples, strict=True)
+    return np.stack(images), np.asarray(labels)
 
 
 # ---- IDX ---------------------------------------------------------------------------------
@@ -491,23 +493,21 @@ def test_dataloader_rejects_bad_arguments():
 
 
 def test_default_collate_makes_tinyconv_tensors():
-    images, labels = np.zeros((2, 1, 3, 3), np.float32), np.arange(2)
-    try:
-        from tinyconv.tensor import Tensor
-    except ImportError:
-        # The core is not there yet: the error must say how to do without it.
-        with pytest.raises(ImportError, match="collate_fn"):
-            default_collate(images, labels)
-        return
-    x, y = default_collate(images, labels)
+    from tinyconv.tensor import Tensor
+    samples = [(np.full((1, 3, 3), i, np.float32), i) for i in range(2)]
+    x, y = default_collate(samples)
     assert isinstance(x, Tensor) and isinstance(y, Tensor)
+    assert x.shape == (2, 1, 3, 3) and y.tolist() == [0, 1]
 
 
 def test_dataloader_torch_collate():
     torch = pytest.importorskip("torch")
-    loader = DataLoader(index_dataset(5), 2,
-                        collate_fn=lambda x, y: (torch.from_numpy(x), torch.from_numpy(y)))
-    x, y = next(iter(loader))
+
+    def to_torch(samples):  # torch's collate_fn convention: a list of samples
+        images, labels = numpy_collate(samples)
+        return torch.from_numpy(images), torch.from_numpy(labels)
+
+    x, y = next(iter(DataLoader(index_dataset(5), 2, collate_fn=to_torch)))
     assert isinstance(x, torch.Tensor) and y.tolist() == [0, 1]
 
 
@@ -740,8 +740,7 @@ def test_loader_epoch_speed(capsys):
         pytest.skip("no real Fashion-MNIST")
     dataset = FashionMNIST(real_root(), train=True, download=False,
                            transform=Compose([ToTensor(), Normalize(0.5, 0.5)]))
-    loader = DataLoader(dataset, batch_size=64, shuffle=True, generator=0,
-                        collate_fn=numpy_collate)
+    loader = DataLoader(dataset, batch_size=64, shuffle=True, generator=0)
     start = time.perf_counter()
     count = sum(len(labels) for _, labels in loader)
     elapsed = time.perf_counter() - start

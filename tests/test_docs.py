@@ -331,3 +331,29 @@ def test_naive_vs_im2col_benchmark_runs():
     spec.loader.exec_module(bench)
     line = bench.run_case("tiny", (1, 2, 5, 5), (3, 2, 3, 3), 1, np.random.default_rng(0), 1)
     assert line.startswith("tiny: ") and "speedup" in line
+
+
+# ---------------------------------------------------------------------------------------------
+# docs/your-own-op.md: its code blocks are run by worked_examples.py
+
+
+def test_your_own_op_every_code_block_runs_and_has_its_output():
+    code = WE.own_op_code()
+    assert list(code) == ["swish_define", "swish_gradcheck", "swish_property", "swish_broken",
+                          "legendre"]
+    outputs = WE.own_op_outputs()
+    page = _read("your-own-op.md")
+    for name in code:
+        assert f"<!-- example: own_op_{name} -->" in page
+        assert outputs[name], f"block {name} printed nothing"
+    assert outputs["swish_gradcheck"].startswith("True\n")
+    assert outputs["swish_broken"].startswith(
+        "Jacobian mismatch for output 0 with respect to input 0 in BrokenSwish.apply:")
+
+
+def test_your_own_op_swish_gradient_is_torchs():
+    x = torch.tensor([-2.0, 0.5, 3.0], dtype=torch.float64, requires_grad=True)
+    torch.nn.functional.silu(x).sum().backward()
+    line = WE.own_op_outputs()["swish_define"].splitlines()[1]  # x.grad = tensor([...], ...)
+    shown = [float(v) for v in re.search(r"\[(.*)\]", line).group(1).split(",")]
+    np.testing.assert_allclose(shown, x.grad.numpy(), atol=5e-5)  # printed to 4 decimals

@@ -69,7 +69,7 @@ def test_quick_run_writes_every_output_and_resume_continues(tmp_path):
     run_example("fashion.py", *common, "--epochs", "2", "--out", str(out_b),
                 "--resume", str(out_b / "checkpoint.npz"))
     resumed = json.loads((out_b / "metrics.json").read_text())["history"]
-    for a, b in zip(metrics["history"], resumed):
+    for a, b in zip(metrics["history"], resumed, strict=True):
         for key in ("train_loss", "train_acc", "test_loss", "test_acc"):
             assert a[key] == pytest.approx(b[key], rel=1e-6), (key, a, b)
 
@@ -128,11 +128,12 @@ def test_augment_and_scheduler_resume_exactly_and_keep_the_best(tmp_path):
     while not (out_b / "checkpoint.npz").exists() and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=300)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, (out, err)
     run_example("fashion.py", *common, "--out", str(out_b), "--resume",
                 str(out_b / "checkpoint.npz"))
     resumed = json.loads((out_b / "metrics.json").read_text())["history"]
-    for a, b in zip(straight, resumed):
+    for a, b in zip(straight, resumed, strict=True):
         for key in ("train_loss", "train_acc", "test_loss", "test_acc", "lr"):
             assert a[key] == pytest.approx(b[key], rel=1e-6), (key, a, b)
 

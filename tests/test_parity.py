@@ -2,7 +2,9 @@
 
 The hand-written twins in parity/models.py are the oracle for ``to_torch``; whole networks are
 checked against torch in float64 (logits, loss, every gradient), and a short lockstep training
-run must keep both loss curves within 1e-9 of each other.
+run must keep both loss curves within 1e-9 of each other. In float32 the lockstep judges both
+frameworks against a float64 run: tinyconv must stay as close to it as torch does, and a bug of
+1% in tinyconv's learning rate must fail that rule.
 """
 
 import json
@@ -290,6 +292,57 @@ def test_lockstep_float64_agrees_to_1e9_for_20_steps(tmp_path):
     base = report["summary"]["torch_vs_torch"]
     assert base["threads"][0] == 1 and base["threads"][1] > 1
     assert 0 <= base["max_rel_gap"] <= 1e-9
+
+
+def lockstep32(tmp_path, steps=10):
+    """A CPU-cheap float32 lockstep (the small CNN, batch 16); returns (exit status, report)."""
+    if not has_data("cnn"):
+        pytest.skip(f"no MNIST under {DATA_ROOT}")
+    rc = cli.main(["lockstep", "--model", "cnn", "--dtype", "float32", "--steps", str(steps),
+                   "--batch-size", "16", "--device", "cpu", "--data-dir", DATA_ROOT,
+                   "--out", str(tmp_path)])
+    return rc, json.loads((tmp_path / "lockstep.json").read_text())
+
+
+def test_lockstep_float32_is_judged_against_float64(tmp_path, capsys):
+    rc, report = lockstep32(tmp_path)
+    summary, history = report["summary"], report["history"]
+    out = capsys.readouterr().out
+    assert rc == 0 and summary["target_met"], out
+    assert len(history) == 10 and summary["reference"] == "torch float64"
+    rule = cli.FLOAT32_RULE
+    assert summary["allowed"] == max(rule["factor"] * summary["max_loss_dev_torch"],
+                                     rule["floor"])
+    assert summary["max_loss_dev_tinyconv"] <= summary["allowed"]
+    for h in history:  # both distances, every step
+        for key in ("loss_dev_tinyconv", "loss_dev_torch", "dist_tinyconv", "dist_torch"):
+            assert np.isfinite(h[key]) and h[key] >= 0, (key, h)
+        assert h["loss_dev_tinyconv"] == abs(h["loss_tinyconv"] - h["loss_reference"]) / abs(
+            h["loss_reference"])
+        assert h["reference_twins_gap"] <= TOL64  # the float64 twins agree: a sound reference
+    # Neither float32 run is the float64 one (so the comparison is not vacuous).
+    assert summary["max_loss_dev_torch"] > 0 and summary["max_dist_tinyconv"] > 0
+    assert "torch_vs_torch" not in summary  # the baseline is off by default in float32
+    assert "verdict:" in out and ": met" in out
+    assert (tmp_path / "lockstep.png").stat().st_size > 1000
+
+
+def test_lockstep_float32_fails_a_one_percent_bug(tmp_path, monkeypatch, capsys):
+    """tinyconv-float32 (only) steps with lr x 1.01: far more than rounding, so the rule fails."""
+    real = cli.optimizer
+
+    def buggy(fw, name, model, lr, momentum=0.9):
+        if fw is tinyconv and next(iter(model.parameters())).dtype == np.float32:
+            lr = lr * 1.01
+        return real(fw, name, model, lr, momentum)
+
+    monkeypatch.setattr(cli, "optimizer", buggy)
+    rc, report = lockstep32(tmp_path)
+    summary = report["summary"]
+    assert rc == 1 and not summary["target_met"], summary
+    assert summary["reference_ok"]  # the float64 twins were untouched
+    assert summary["max_loss_dev_tinyconv"] > summary["allowed"]
+    assert "NOT met" in capsys.readouterr().out
 
 
 def test_cli_compare_prints_a_table():

@@ -126,3 +126,50 @@ def test_torch_tensors_can_be_saved_and_loaded_into_torch(tmp_path):
     back.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
     for (k, a), b in zip(twin.state_dict().items(), back.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+def test_every_flipped_bit_of_a_checkpoint_is_refused_or_harmless(tmp_path):
+    """A training checkpoint (model, numbers, history) with any one byte changed: loading it
+    raises CheckpointError or gives exactly the saved values (the byte was unused metadata, such
+    as a timestamp). Never another exception, never different values."""
+    tinyconv.manual_seed(0)
+    model = tinyconv.nn.Linear(2, 2)
+    path = tmp_path / "ck.npz"
+    tinyconv.save({"model": model.state_dict(), "epoch": 3, "history": {"loss": [1.0, 0.5]}},
+                  path)
+    raw = path.read_bytes()
+    saved = tinyconv.load(path)
+    damaged = tmp_path / "damaged.npz"
+    for i in range(len(raw)):
+        for bits in (0x01, 0x11, 0x80):
+            data = bytearray(raw)
+            data[i] ^= bits
+            damaged.write_bytes(bytes(data))
+            try:
+                loaded = tinyconv.load(damaged)
+            except tinyconv.CheckpointError as exc:
+                assert str(damaged) in str(exc)
+                continue
+            assert loaded["epoch"] == saved["epoch"] and loaded["history"] == saved["history"]
+            for key, value in saved["model"].items():
+                np.testing.assert_array_equal(np.asarray(loaded["model"][key]),
+                                              np.asarray(value))
+
+
+def test_a_damaged_array_header_with_a_valid_crc_is_a_checkpoint_error(tmp_path):
+    """The .npy header of a member parsed by numpy's tokenizer: damage written before the zip's
+    CRC was computed (so zipfile cannot notice) still ends as a CheckpointError."""
+    path = tmp_path / "ck.npz"
+    tinyconv.save({"w": np.arange(3.0), "epoch": 1}, path)
+    with zipfile.ZipFile(path) as z:
+        members = [(info, z.read(info)) for info in z.infolist()]
+    for k, (info, data) in enumerate(members):
+        opening = data.index(b"(")  # the shape tuple in the header dict
+        for bad in (b"[", b"{", b"\n"):
+            damaged = tmp_path / f"damaged{k}.npz"
+            with zipfile.ZipFile(damaged, "w") as z:
+                for other, other_data in members:
+                    z.writestr(other, data[:opening] + bad + data[opening + 1:]
+                               if other is info else other_data)
+            with pytest.raises(tinyconv.CheckpointError, match="damaged"):
+                tinyconv.load(damaged)

@@ -86,8 +86,10 @@ class _Tracer:
             if not isinstance(out, Tensor):
                 return out
             inputs, attrs = tensor_args(args, kwargs)
-            if inputs and out is inputs[0]:
+            if inputs and out is inputs[0] and not attrs.get("inplace"):
                 return out  # a no-op (flatten of nothing, dropout in eval)
+            # (relu(x, inplace=True) returns x itself, changed: recorded as a node whose output
+            # gets a new ONNX name for x's new value; later uses of x read that name)
             for t in inputs:
                 if isinstance(t, Tensor):
                     tracer.check_input(t, op)

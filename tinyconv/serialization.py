@@ -32,6 +32,7 @@ import os
 import secrets
 import stat
 import struct
+import tokenize
 import zipfile
 import zlib
 
@@ -234,10 +235,11 @@ def load(f, map_location=None, *, weights_only=True):
 # What zipfile, zlib, struct and numpy raise on a damaged archive: BadZipFile, RuntimeError
 # ("... is encrypted"), NotImplementedError ("compression method ..."), KeyError and
 # UnicodeDecodeError (a damaged record name), EOFError, struct.error, zlib.error, ValueError
-# (also numpy's header checks), OSError, json.JSONDecodeError (a ValueError).
+# (also numpy's header checks), SyntaxError and tokenize.TokenError (numpy parses a damaged
+# .npy header with the tokenizer), OSError, json.JSONDecodeError (a ValueError).
 _DAMAGE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, NotImplementedError,
                   zlib.error, struct.error, KeyError, UnicodeDecodeError, EOFError, ValueError,
-                  OSError, io.UnsupportedOperation)
+                  OSError, io.UnsupportedOperation, SyntaxError, tokenize.TokenError)
 
 
 def _load_npz(path):

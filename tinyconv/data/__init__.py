@@ -1,7 +1,8 @@
 """Data loading for tinyconv: IDX files, MNIST / Fashion-MNIST, a DataLoader, batch transforms.
 
 Everything here works on NumPy arrays and never imports torch; only the DataLoader's default
-``collate_fn`` turns batches into tinyconv Tensors. Typical use::
+``collate_fn`` turns batches into tinyconv Tensors. ``tinyconv.utils.data`` has the same names,
+as ``torch.utils.data``. Typical use::
 
     from tinyconv.data import DataLoader, FashionMNIST, transforms
 
@@ -12,17 +13,29 @@ Everything here works on NumPy arrays and never imports torch; only the DataLoad
 """
 
 from tinyconv.data import transforms
+from tinyconv.data._worker import WorkerInfo, get_worker_info
 from tinyconv.data.cifar import CIFAR10
 from tinyconv.data.dataloader import (
     ArrayDataset,
     DataLoader,
+    Dataset,
+    IterableDataset,
     Subset,
     default_collate,
+    default_convert,
     fetch_batch,
 )
 from tinyconv.data.errors import DataError, DatasetNotFoundError
 from tinyconv.data.idx import parse_idx, read_idx, read_uncompressed, write_idx
 from tinyconv.data.mnist import MNIST, FashionMNIST, default_root
+from tinyconv.data.sampler import (
+    BatchSampler,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+    SubsetRandomSampler,
+    WeightedRandomSampler,
+)
 from tinyconv.data.transforms import (
     CenterCrop,
     Compose,
@@ -38,26 +51,37 @@ from tinyconv.data.transforms import (
 
 __all__ = [
     "ArrayDataset",
+    "BatchSampler",
     "CIFAR10",
     "CenterCrop",
     "Compose",
     "DataError",
     "DatasetNotFoundError",
     "DataLoader",
+    "Dataset",
     "FashionMNIST",
     "Grayscale",
+    "IterableDataset",
     "MNIST",
     "Normalize",
     "RandomCrop",
+    "RandomSampler",
     "RandomHorizontalFlip",
     "RandomRotation",
     "RandomVerticalFlip",
     "Resize",
+    "Sampler",
+    "SequentialSampler",
     "Subset",
+    "SubsetRandomSampler",
     "ToTensor",
+    "WeightedRandomSampler",
+    "WorkerInfo",
     "default_collate",
+    "default_convert",
     "default_root",
     "fetch_batch",
+    "get_worker_info",
     "parse_idx",
     "read_idx",
     "read_uncompressed",

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyconv.autograd import Function
+from tinyconv.autograd import ArrayFunction
 from tinyconv.kernels.conv import col2im, conv_out_size, im2col, to_batch_major, to_channel_major
 
 CHUNK_ELEMENTS = 1 << 20  # cols entries per chunk when nothing is saved for backward (4 MB f32)
@@ -85,7 +85,7 @@ def backward_from_channel_major(gY, gb, cols, W, x_shape, geometry, need):
     return (gx, gW.reshape(W.shape) if need_w else None, gb if need_b else None)
 
 
-class Conv2d(Function):
+class Conv2d(ArrayFunction):
     @staticmethod
     def forward(ctx, x, W, b, stride, padding, dilation):
         N, C, H, Wd = x.shape

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyconv.autograd import Function
+from tinyconv.autograd import ArrayFunction
 from tinyconv.kernels.activation import relu_backward, relu_forward
 
 
-class Add(Function):
+class Add(ArrayFunction):
     @staticmethod
     def forward(ctx, a, b):
         return np.add(a, b)
@@ -31,7 +31,7 @@ class Add(Function):
         return gy, gy
 
 
-class Sub(Function):
+class Sub(ArrayFunction):
     @staticmethod
     def forward(ctx, a, b):
         return np.subtract(a, b)
@@ -41,7 +41,7 @@ class Sub(Function):
         return gy, (-gy if ctx.needs_input_grad[1] else None)
 
 
-class Mul(Function):
+class Mul(ArrayFunction):
     @staticmethod
     def forward(ctx, a, b):
         need = ctx.needs_input_grad  # keep only what backward will read (as torch does)
@@ -56,7 +56,7 @@ class Mul(Function):
         return ga, gb
 
 
-class Div(Function):
+class Div(ArrayFunction):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a if ctx.needs_input_grad[1] else None, b)
@@ -70,7 +70,7 @@ class Div(Function):
         return ga, gb
 
 
-class Neg(Function):
+class Neg(ArrayFunction):
     @staticmethod
     def forward(ctx, a):
         return np.negative(a)
@@ -80,7 +80,7 @@ class Neg(Function):
         return -gy
 
 
-class Pow(Function):
+class Pow(ArrayFunction):
     @staticmethod
     def forward(ctx, a, b):
         y = np.power(a, b)
@@ -99,7 +99,7 @@ class Pow(Function):
         return ga, gb
 
 
-class Exp(Function):
+class Exp(ArrayFunction):
     @staticmethod
     def forward(ctx, a):
         y = np.exp(a)
@@ -112,7 +112,7 @@ class Exp(Function):
         return gy * y
 
 
-class Log(Function):
+class Log(ArrayFunction):
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
@@ -124,7 +124,7 @@ class Log(Function):
         return gy / a
 
 
-class Sqrt(Function):
+class Sqrt(ArrayFunction):
     @staticmethod
     def forward(ctx, a):
         y = np.sqrt(a)
@@ -137,7 +137,7 @@ class Sqrt(Function):
         return gy / (2 * y)
 
 
-class Abs(Function):
+class Abs(ArrayFunction):
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
@@ -149,7 +149,7 @@ class Abs(Function):
         return gy * np.sign(a)
 
 
-class Maximum(Function):
+class Maximum(ArrayFunction):
     """Elementwise max(a, b); like torch, a tie sends half the gradient to each input."""
 
     @staticmethod
@@ -166,7 +166,7 @@ class Maximum(Function):
         return ga, gb
 
 
-class ReLU(Function):
+class ReLU(ArrayFunction):
     """y = max(x, 0); gx = gy where not y <= 0 (see tinyconv/kernels/activation.py)."""
 
     @staticmethod
@@ -182,7 +182,7 @@ class ReLU(Function):
         return relu_backward(gy, y)
 
 
-class Sigmoid(Function):
+class Sigmoid(ArrayFunction):
     @staticmethod
     def forward(ctx, a):
         # Split by sign so that exp never overflows.
@@ -197,7 +197,7 @@ class Sigmoid(Function):
         return gy * y * (1 - y)
 
 
-class Tanh(Function):
+class Tanh(ArrayFunction):
     @staticmethod
     def forward(ctx, a):
         y = np.tanh(a)
@@ -210,7 +210,7 @@ class Tanh(Function):
         return gy * (1 - y * y)
 
 
-class Cast(Function):
+class Cast(ArrayFunction):
     """Change of dtype; the gradient is cast back to the input's dtype."""
 
     @staticmethod
@@ -223,7 +223,7 @@ class Cast(Function):
         return gy.astype(ctx.in_dtype)
 
 
-class Where(Function):
+class Where(ArrayFunction):
     """where(cond, a, b): cond is a boolean array (not differentiable)."""
 
     @staticmethod

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyconv.autograd import Function
+from tinyconv.autograd import ArrayFunction
 from tinyconv.kernels import fused
 from tinyconv.ops.conv import (
     backward_from_channel_major,
@@ -36,7 +36,7 @@ from tinyconv.ops.conv import (
 from tinyconv.ops.norm import affine_or_default, eval_scale_shift, update_running_stats
 
 
-class BatchNormReLUMaxPool2d(Function):
+class BatchNormReLUMaxPool2d(ArrayFunction):
     @staticmethod
     def forward(ctx, x, gamma, beta, running_mean, running_var, training, momentum, eps):
         gamma_, beta_ = affine_or_default(x.shape[1], x.dtype, gamma, beta)
@@ -61,7 +61,7 @@ class BatchNormReLUMaxPool2d(Function):
                 gbeta if need[2] else None)
 
 
-class MaxPool2dReLU(Function):
+class MaxPool2dReLU(ArrayFunction):
     """relu(max_pool2d(x, 2, 2)), which equals max_pool2d(relu(x), 2, 2), values and gradient."""
 
     @staticmethod
@@ -102,7 +102,7 @@ def _save_conv(ctx, x, W, conv_args, *arrays):
     ctx.x_shape, ctx.geometry = x.shape, W.shape[2:] + tuple(conv_args)
 
 
-class Conv2dBatchNormReLUMaxPool2d(Function):
+class Conv2dBatchNormReLUMaxPool2d(ArrayFunction):
     """max_pool2d(relu(batch_norm(conv2d(x, W, b))), 2, 2); the batch norm in training mode
     (batch statistics), or in evaluation mode when no backward will follow."""
 
@@ -135,7 +135,7 @@ class Conv2dBatchNormReLUMaxPool2d(Function):
         return gx, gW, gb, ggamma if need[3] else None, gbeta if need[4] else None
 
 
-class Conv2dMaxPool2dReLU(Function):
+class Conv2dMaxPool2dReLU(ArrayFunction):
     """relu(max_pool2d(conv2d(x, W, b), 2, 2)), which equals max_pool2d(relu(conv2d(...)), 2, 2)."""
 
     @staticmethod

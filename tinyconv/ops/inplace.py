@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyconv.autograd import Function
+from tinyconv.autograd import ArrayFunction
 
 
-class Fill(Function):
+class Fill(ArrayFunction):
     @staticmethod
     def forward(ctx, a, value):
         return np.full_like(a, value)
@@ -32,7 +32,7 @@ class Fill(Function):
         return np.zeros_like(gy)
 
 
-class CopyFrom(Function):
+class CopyFrom(ArrayFunction):
     @staticmethod
     def forward(ctx, a, src):
         return np.broadcast_to(src, a.shape).astype(a.dtype)
@@ -42,7 +42,7 @@ class CopyFrom(Function):
         return np.zeros_like(gy), gy  # the engine sums gy back to src's shape
 
 
-class SetItem(Function):
+class SetItem(ArrayFunction):
     @staticmethod
     def forward(ctx, a, value, index):
         ctx.index = index
@@ -63,7 +63,7 @@ class SetItem(Function):
         return ga, gv
 
 
-class SetView(Function):
+class SetView(ArrayFunction):
     @staticmethod
     def forward(ctx, base, value, view):
         ctx.view = view
@@ -78,7 +78,7 @@ class SetView(Function):
         return gbase, np.array(ctx.view(gy))
 
 
-class ViewOf(Function):
+class ViewOf(ArrayFunction):
     @staticmethod
     def forward(ctx, base, view):
         ctx.view, ctx.shape = view, base.shape

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyconv.autograd import Function
+from tinyconv.autograd import ArrayFunction
 
 
-class LogSoftmax(Function):
+class LogSoftmax(ArrayFunction):
     @staticmethod
     def forward(ctx, x, dim):
         shifted = x - x.max(axis=dim, keepdims=True)
@@ -38,7 +38,7 @@ class LogSoftmax(Function):
         return gy - np.exp(y) * gy.sum(axis=ctx.dim, keepdims=True)
 
 
-class Softmax(Function):
+class Softmax(ArrayFunction):
     @staticmethod
     def forward(ctx, x, dim):
         e = np.exp(x - x.max(axis=dim, keepdims=True))
@@ -53,7 +53,7 @@ class Softmax(Function):
         return s * (gy - (gy * s).sum(axis=ctx.dim, keepdims=True))
 
 
-class NLLLoss(Function):
+class NLLLoss(ArrayFunction):
     """Input (N, C) log-probabilities, target (N,) int64; higher dims are flattened by the caller."""
 
     @staticmethod

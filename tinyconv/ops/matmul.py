@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyconv.autograd import Function, unbroadcast
+from tinyconv.autograd import ArrayFunction, unbroadcast
 
 
-class MatMul(Function):
+class MatMul(ArrayFunction):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -40,7 +40,7 @@ class MatMul(Function):
         return ga, gb
 
 
-class Linear(Function):
+class Linear(ArrayFunction):
     @staticmethod
     def forward(ctx, x, W, b=None):
         # Any leading axes are batch axes: fold them into one for a single GEMM.

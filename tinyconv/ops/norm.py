@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyconv.autograd import Function
+from tinyconv.autograd import ArrayFunction
 from tinyconv.kernels.batchnorm import (
     batch_norm_backward, batch_norm_eval, batch_norm_forward, per_channel,
 )
@@ -52,7 +52,7 @@ def eval_scale_shift(dtype, gamma, beta, running_mean, running_var, eps):
     return scale, beta - running_mean * scale, invstd
 
 
-class BatchNorm(Function):
+class BatchNorm(ArrayFunction):
     @staticmethod
     def forward(ctx, x, gamma, beta, running_mean, running_var, training, momentum, eps):
         gamma_, beta_ = affine_or_default(x.shape[1], x.dtype, gamma, beta)
@@ -87,7 +87,7 @@ class BatchNorm(Function):
         return (gx if ctx.needs_input_grad[0] else None), ggamma, gbeta
 
 
-class Dropout(Function):
+class Dropout(ArrayFunction):
     @staticmethod
     def forward(ctx, x, mask):
         ctx.mask = mask

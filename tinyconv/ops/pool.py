@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyconv.autograd import Function
+from tinyconv.autograd import ArrayFunction
 from tinyconv.kernels.conv import col2im, im2col
 from tinyconv.kernels.pool import maxpool2d_backward, maxpool2d_forward
 
 
-class MaxPool2d(Function):
+class MaxPool2d(ArrayFunction):
     @staticmethod
     def forward(ctx, x, kernel, stride, padding, dilation, out_size):
         y, idx = maxpool2d_forward(x, kernel[0], kernel[1], stride, padding, dilation, *out_size,
@@ -43,7 +43,7 @@ def avg_pool_divisor(size, kernel, stride, padding, out, count_include_pad):
     return end - start
 
 
-class AvgPool2d(Function):
+class AvgPool2d(ArrayFunction):
     @staticmethod
     def forward(ctx, x, kernel, stride, padding, out_size, divisor):
         N, C, H, W = x.shape
@@ -70,7 +70,7 @@ def adaptive_bins(size, out):
     return [((i * size) // out, -((-(i + 1) * size) // out)) for i in range(out)]
 
 
-class AdaptiveAvgPool2d(Function):
+class AdaptiveAvgPool2d(ArrayFunction):
     @staticmethod
     def forward(ctx, x, out_size):
         N, C, H, W = x.shape

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyconv.autograd import Function
+from tinyconv.autograd import ArrayFunction
 
 
 def _expand_back(gy, in_shape, axis, keepdim):
@@ -22,7 +22,7 @@ def _expand_back(gy, in_shape, axis, keepdim):
     return np.broadcast_to(gy, in_shape)
 
 
-class Sum(Function):
+class Sum(ArrayFunction):
     @staticmethod
     def forward(ctx, a, axis=None, keepdim=False):
         ctx.in_shape, ctx.axis, ctx.keepdim = a.shape, axis, keepdim
@@ -33,7 +33,7 @@ class Sum(Function):
         return _expand_back(gy, ctx.in_shape, ctx.axis, ctx.keepdim)
 
 
-class Mean(Function):
+class Mean(ArrayFunction):
     @staticmethod
     def forward(ctx, a, axis=None, keepdim=False):
         ctx.in_shape, ctx.axis, ctx.keepdim = a.shape, axis, keepdim
@@ -45,7 +45,7 @@ class Mean(Function):
         return _expand_back(gy / ctx.count, ctx.in_shape, ctx.axis, ctx.keepdim)
 
 
-class MaxAll(Function):
+class MaxAll(ArrayFunction):
     """Maximum over all elements (``x.max()``)."""
 
     @staticmethod
@@ -60,7 +60,7 @@ class MaxAll(Function):
         return is_max * (gy / is_max.sum())
 
 
-class MaxDim(Function):
+class MaxDim(ArrayFunction):
     """Maximum along one dim (``x.max(dim)``); the gradient goes to the returned index.
 
     ``sign=-1`` turns it into a minimum (min(a) = -max(-a) without a second kernel).

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyconv.autograd import Function
+from tinyconv.autograd import ArrayFunction
 
 
-class Reshape(Function):
+class Reshape(ArrayFunction):
     @staticmethod
     def forward(ctx, a, shape):
         ctx.in_shape = a.shape
@@ -26,7 +26,7 @@ class Reshape(Function):
         return gy.reshape(ctx.in_shape)
 
 
-class Permute(Function):
+class Permute(ArrayFunction):
     @staticmethod
     def forward(ctx, a, dims):
         ctx.dims = dims
@@ -37,7 +37,7 @@ class Permute(Function):
         return gy.transpose(np.argsort(ctx.dims))
 
 
-class Expand(Function):
+class Expand(ArrayFunction):
     @staticmethod
     def forward(ctx, a, shape):
         return np.broadcast_to(a, shape)
@@ -47,7 +47,7 @@ class Expand(Function):
         return gy  # unbroadcast() in the engine sums over the expanded axes
 
 
-class Contiguous(Function):
+class Contiguous(ArrayFunction):
     @staticmethod
     def forward(ctx, a):
         return np.ascontiguousarray(a)
@@ -57,7 +57,7 @@ class Contiguous(Function):
         return gy
 
 
-class GetItem(Function):
+class GetItem(ArrayFunction):
     @staticmethod
     def forward(ctx, a, index):
         ctx.in_shape, ctx.in_dtype, ctx.index = a.shape, a.dtype, index
@@ -73,7 +73,7 @@ class GetItem(Function):
         return ga
 
 
-class Cat(Function):
+class Cat(ArrayFunction):
     @staticmethod
     def forward(ctx, dim, *arrays):
         ctx.dim = dim
@@ -85,7 +85,7 @@ class Cat(Function):
         return (None,) + tuple(np.split(gy, ctx.bounds, axis=ctx.dim))
 
 
-class Stack(Function):
+class Stack(ArrayFunction):
     @staticmethod
     def forward(ctx, dim, *arrays):
         ctx.dim = dim

@@ -13,8 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-from tinyconv.autograd import Function as ArrayFunction
-from tinyconv.autograd import is_grad_enabled
+from tinyconv.autograd import ArrayFunction, is_grad_enabled
 from tinyconv.errors import ShapeError
 from tinyconv.tensor import Tensor
 

@@ -1,9 +1,12 @@
 """Reverse-mode automatic differentiation.
 
-Every differentiable operation is a subclass of :class:`Function` with two static methods
-that work on NumPy arrays only::
+Two base classes describe a differentiable operation. Both have a static ``forward`` and a static
+``backward`` side by side and are called through ``apply``; they differ in what they exchange.
 
-    class Mul(Function):
+:class:`ArrayFunction` (tinyconv's own ops, in ``tinyconv/ops``) works on NumPy arrays only, so
+an op costs no more than its array algebra::
+
+    class Mul(ArrayFunction):
         @staticmethod
         def forward(ctx, a, b):            # a, b: np.ndarray
             ctx.save_for_backward(a, b)
@@ -14,11 +17,19 @@ that work on NumPy arrays only::
             a, b = ctx.saved_tensors
             return gy * b, gy * a          # one gradient per input, None if not needed
 
+:class:`Function` (``tinyconv.autograd.function``) is PyTorch's ``torch.autograd.Function``:
+``forward`` and ``backward`` receive and return Tensors, so a custom op written for PyTorch runs
+here with only its imports changed. It is built on the same engine: ``apply`` records one
+:class:`Node` whichever base the op uses, and the engine calls ``Node.fn._run_backward``, which
+for a ``Function`` wraps the incoming gradients in Tensors, calls the user's ``backward`` and
+checks what it returns (one gradient per input, of the input's shape).
+
 ``Mul.apply(x, y)`` unwraps the Tensors, runs ``forward``, wraps the result in a Tensor and, when
 any input requires a gradient, records a :class:`Node` (the Function class, its context and its
 input Tensors) as the result's ``grad_fn``. ``Tensor.backward()`` walks those nodes in reverse
 topological order and calls each ``backward`` exactly once, summing the gradients that reach a
-tensor along several paths.
+tensor along several paths. ``backward`` runs with recording off: tinyconv has no double
+backward (gradients of gradients), so :func:`gradcheck` exists but ``gradgradcheck`` does not.
 
 Broadcasting is handled here once, not in every op: a gradient returned for an input that was
 broadcast is summed back to the input's shape by :func:`unbroadcast`.
@@ -33,9 +44,10 @@ import weakref as _weakref
 import numpy as np
 
 __all__ = [
-    "Context", "Function", "Node", "no_grad", "enable_grad", "set_grad_enabled",
-    "is_grad_enabled", "set_detect_anomaly", "detect_anomaly", "is_anomaly_enabled",
-    "unbroadcast", "backward", "grad", "VersionCounter",
+    "ArrayFunction", "Context", "Function", "FunctionCtx", "GradcheckError", "Node",
+    "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "set_detect_anomaly",
+    "detect_anomaly", "is_anomaly_enabled", "unbroadcast", "backward", "grad", "gradcheck",
+    "once_differentiable", "VersionCounter",
 ]
 
 
@@ -134,7 +146,8 @@ def _check_finite(arr, fn, where):
 
 
 class Context:
-    """What ``forward`` leaves for ``backward``: saved arrays and any other attributes.
+    """What an :class:`ArrayFunction`'s ``forward`` leaves for ``backward``: saved arrays and
+    any other attributes.
 
     ``recording`` is False when no backward will follow (under ``no_grad``, or no input
     requires a gradient): ``forward`` may then skip saving anything and take a cheaper route.
@@ -150,13 +163,19 @@ class Context:
 
 
 class Node:
-    """One recorded call of a Function: the graph is made of these."""
+    """One recorded call of a Function: the graph is made of these.
+
+    ``n_outputs`` is 1 except for the node of a custom :class:`Function` that returned several
+    tensors: that node receives a list of gradients, one per output, each delivered through the
+    output's own one-output node (see ``tinyconv/autograd/function.py``).
+    """
 
     __slots__ = ("fn", "ctx", "inputs", "edges", "out_shape", "out_dtype", "saved_versions",
-                 "hooks", "retained", "__weakref__")
+                 "hooks", "retained", "n_outputs", "__weakref__")
 
-    def __init__(self, fn, ctx, inputs, out_shape, out_dtype):
-        self.fn = fn  # the Function subclass
+    def __init__(self, fn, ctx, inputs, out_shape, out_dtype, n_outputs=1):
+        self.n_outputs = n_outputs
+        self.fn = fn  # the ArrayFunction or Function subclass
         self.ctx = ctx
         self.inputs = inputs  # tuple of Tensors (or None for non-tensor arguments)
         # The node that made each input, fixed now: an in-place op may later give the input
@@ -177,8 +196,9 @@ class Node:
         return f"<{self.name()}>"
 
 
-class Function:
-    """Base class of all differentiable operations (see the module docstring)."""
+class ArrayFunction:
+    """Base class of tinyconv's own differentiable operations: forward and backward exchange
+    NumPy arrays (see the module docstring). Write a custom op with :class:`Function`."""
 
     @staticmethod
     def forward(ctx, *args, **kwargs):
@@ -187,6 +207,11 @@ class Function:
     @staticmethod
     def backward(ctx, gy):
         raise NotImplementedError
+
+    @classmethod
+    def _run_backward(cls, ctx, gy):
+        """What the engine calls: the gradients (arrays or None) of this op's inputs."""
+        return cls.backward(ctx, gy)
 
     @classmethod
     def apply(cls, *args, **kwargs):
@@ -382,7 +407,7 @@ def backward(tensor, grad: np.ndarray, retain_graph: bool = False, *, capture=No
     # A leaf's gradient is delivered (hooks, then .grad) once, after the whole pass, as the sum
     # of all that reached it, like torch's AccumulateGrad: id(leaf) -> [leaf, gradient].
     leaves: dict[int, list] = {}
-    for t, g in zip(tensors, grads_in):
+    for t, g in zip(tensors, grads_in, strict=True):
         if t.grad_fn is None:
             _collect(leaves, t, g)  # a leaf: its gradient w.r.t. itself
             continue
@@ -408,7 +433,7 @@ def backward(tensor, grad: np.ndarray, retain_graph: bool = False, *, capture=No
             retained._accumulate(gy)
         _check_saved_versions(node)
         with no_grad():
-            in_grads = node.fn.backward(node.ctx, gy)
+            in_grads = node.fn._run_backward(node.ctx, gy)
         if not isinstance(in_grads, tuple):
             in_grads = (in_grads,)
         if _anomaly_mode.enabled:
@@ -417,7 +442,7 @@ def backward(tensor, grad: np.ndarray, retain_graph: bool = False, *, capture=No
         if len(in_grads) < len(node.inputs):
             in_grads = in_grads + (None,) * (len(node.inputs) - len(in_grads))
         needs = node.ctx.needs_input_grad
-        for t, parent, need, g in zip(node.inputs, node.edges, needs, in_grads):
+        for t, parent, need, g in zip(node.inputs, node.edges, needs, in_grads, strict=False):
             if t is None or g is None or not need:
                 continue
             if isinstance(g, Tensor):
@@ -427,15 +452,23 @@ def backward(tensor, grad: np.ndarray, retain_graph: bool = False, *, capture=No
                 g = g.astype(t.dtype)
             if parent is None:
                 _collect(leaves, t, g)
-            else:
+            elif parent.n_outputs == 1:
                 key = id(parent)
                 grads[key] = grads[key] + g if key in grads else g
+            else:
+                _add_to_slot(grads, parent, t._output_nr, g)
         if not retain_graph:
             node.ctx = None  # free the saved arrays
     # ids of arrays that a leaf may not keep as its .grad: the caller's, and those already given
     handed: set[int] = {id(g) for g in grads_in}
     for t, g, summed in leaves.values():
         _deliver_to_leaf(t, g, summed, capture, handed)
+
+
+def _add_to_slot(grads, node, i, g):
+    """Add ``g`` to the gradient of output ``i`` of ``node``, a node with several outputs."""
+    slots = grads.setdefault(id(node), [None] * node.n_outputs)
+    slots[i] = g if slots[i] is None else slots[i] + g
 
 
 def _plus(a, b):
@@ -498,7 +531,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         if not isinstance(t, Tensor) or not t.requires_grad:
             raise RuntimeError(f"autograd.grad(): input {i} does not require grad")
     gs = []
-    for i, (o, g) in enumerate(zip(outs, grad_outputs)):
+    for i, (o, g) in enumerate(zip(outs, grad_outputs, strict=True)):
         if not isinstance(o, Tensor) or not o.requires_grad:
             raise RuntimeError(f"autograd.grad(): element {i} of the outputs does not require "
                                f"grad and does not have a grad_fn")
@@ -538,3 +571,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         else:
             result.append(Tensor._wrap(np.array(g, dtype=t._data.dtype)))
     return tuple(result)
+
+
+# The tensor-level API (PyTorch's torch.autograd.Function) and the gradient checker.
+from tinyconv.autograd.function import Function, FunctionCtx, once_differentiable  # noqa: E402
+from tinyconv.autograd.gradcheck import GradcheckError, gradcheck  # noqa: E402
