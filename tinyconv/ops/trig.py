@@ -8,13 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# NOTE: tinyconv's own ops (forward and backward on NumPy arrays) derive from ArrayFunction
-# once autograd.Function takes tensors (the custom-Function rework, branch customfn); before
-# that, the same base is called Function. This file works with either.
-try:
-    from tinyconv.autograd import ArrayFunction as _ArrayOp
-except ImportError:
-    from tinyconv.autograd import Function as _ArrayOp
+from tinyconv.autograd import ArrayFunction
 
 
 def _floating(a):
@@ -22,7 +16,7 @@ def _floating(a):
     return a if a.dtype.kind in "fc" else a.astype(np.float32)
 
 
-class Sin(_ArrayOp):
+class Sin(ArrayFunction):
     @staticmethod
     def forward(ctx, a):
         a = _floating(a)
@@ -35,7 +29,7 @@ class Sin(_ArrayOp):
         return gy * np.cos(a)
 
 
-class Cos(_ArrayOp):
+class Cos(ArrayFunction):
     @staticmethod
     def forward(ctx, a):
         a = _floating(a)
