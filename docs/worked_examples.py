@@ -466,6 +466,13 @@ EXAMPLES = {f.__name__: f for f in (conv_forward, conv_backward, maxpool_backwar
                                      own_op_swish_property, own_op_swish_broken,
                                      own_op_legendre)}
 
+# the pages linear.md, relu.md, dropout.md, pooling.md, sgd-momentum.md, fusion.md
+if DOCS not in sys.path:
+    sys.path.insert(0, DOCS)
+import worked_layers  # noqa: E402
+
+EXAMPLES.update(worked_layers.EXAMPLES)
+
 BLOCK = re.compile(r"(<!-- example: (\w+) -->\n)(.*?)(<!-- /example -->)", re.S)
 
 

@@ -357,3 +357,166 @@ def test_your_own_op_swish_gradient_is_torchs():
     line = WE.own_op_outputs()["swish_define"].splitlines()[1]  # x.grad = tensor([...], ...)
     shown = [float(v) for v in re.search(r"\[(.*)\]", line).group(1).split(",")]
     np.testing.assert_allclose(shown, x.grad.numpy(), atol=5e-5)  # printed to 4 decimals
+
+
+# ---------------------------------------------------------------------------------------------
+# linear.md, relu.md, dropout.md, pooling.md, sgd-momentum.md, fusion.md: the prose's claims
+
+WL = WE.worked_layers
+
+
+def test_linear_gradient_formulas_equal_torch():
+    """linear.md: gx = gy @ W, gW = gy.T @ x, gb = gy.sum(0), and torch's init bound."""
+    x, W, b, gy = WL.linear_setup()
+    px, pW, pb = (torch.tensor(a, requires_grad=True) for a in (x, W, b))
+    torch.nn.functional.linear(px, pW, pb).backward(torch.tensor(gy))
+    np.testing.assert_allclose(gy @ W, px.grad.numpy(), rtol=1e-15)
+    np.testing.assert_allclose(gy.T @ x, pW.grad.numpy(), rtol=1e-15)
+    np.testing.assert_allclose(gy.sum(axis=0), pb.grad.numpy(), rtol=1e-15)
+    # a = sqrt(5) makes kaiming_uniform's bound exactly 1/sqrt(fan_in), in torch as in tinyconv
+    gain = tinyconv.nn.init.calculate_gain("leaky_relu", np.sqrt(5))
+    assert np.isclose(np.sqrt(3) * gain, 1.0, rtol=1e-15)
+    assert np.isclose(torch.nn.init.calculate_gain("leaky_relu", np.sqrt(5)), gain, rtol=1e-15)
+    for layer in (tinyconv.nn.Linear(200, 300), torch.nn.Linear(200, 300)):
+        w, bias = layer.weight.detach().numpy(), layer.bias.detach().numpy()
+        bound = 1 / np.sqrt(200)
+        assert np.abs(w).max() <= bound and np.abs(w).max() > 0.99 * bound
+        assert np.abs(bias).max() <= bound
+
+
+@pytest.mark.parametrize("size", [8, 1 << 17])  # the NumPy reference and the numba loops
+def test_relu_nan_inf_and_zero_as_torch(size):
+    """relu.md: relu(NaN) = NaN with gradient gy, gradient 0 at 0, inf gy at a dead unit -> 0."""
+    x = np.zeros(size)
+    x[:8] = [-2.0, -0.0, 0.0, 0.5, 3.0, np.nan, np.inf, -np.inf]
+    gy = np.ones(size)
+    gy[7] = np.inf
+    tx = tinyconv.tensor(x, requires_grad=True)
+    y = F.relu(tx)
+    y.backward(tinyconv.tensor(gy))
+    px = torch.tensor(x, requires_grad=True)
+    py = torch.relu(px)
+    py.backward(torch.tensor(gy))
+    np.testing.assert_array_equal(y.detach().numpy(), py.detach().numpy())  # NaN == NaN here
+    np.testing.assert_array_equal(tx.grad.numpy(), px.grad.numpy())
+    assert tx.grad.numpy()[5] == 1 and tx.grad.numpy()[2] == 0 and tx.grad.numpy()[7] == 0
+
+
+def test_dropout_gradient_is_the_mask_and_eval_is_identity():
+    """dropout.md: y = x * mask, gx = gy * mask; Dropout2d draws one mask value per channel."""
+    tinyconv.manual_seed(3)
+    x = np.random.default_rng(0).standard_normal((4, 6)) + 3  # no zeros
+    tx = tinyconv.tensor(x, requires_grad=True)
+    y = F.dropout(tx, p=0.3)
+    gy = np.random.default_rng(1).standard_normal(x.shape)
+    y.backward(tinyconv.tensor(gy))
+    mask = y.detach().numpy() / x
+    assert set(np.round(np.unique(mask), 12)) <= {0.0, round(1 / 0.7, 12)}
+    np.testing.assert_allclose(tx.grad.numpy(), gy * mask, rtol=1e-12)
+    assert F.dropout(tx, p=0.3, training=False) is tx
+    y4 = F.dropout2d(tinyconv.tensor(np.ones((3, 5, 4, 4))), p=0.5).numpy()
+    per_channel = y4.reshape(15, 16)
+    assert all(len(set(row)) == 1 for row in per_channel)  # whole channels kept or zeroed
+
+
+def test_average_pooling_examples_equal_torch():
+    """pooling.md: count_include_pad, ceil_mode, the gradient spread evenly; adaptive windows."""
+    x = np.arange(1.0, 17.0).reshape(1, 1, 4, 4)
+    for kw in (dict(count_include_pad=True), dict(count_include_pad=False),
+               dict(count_include_pad=False, ceil_mode=True), dict(ceil_mode=True)):
+        tx = tinyconv.tensor(x, requires_grad=True)
+        px = torch.tensor(x, requires_grad=True)
+        y = F.avg_pool2d(tx, 3, stride=2, padding=1, **kw)
+        py = torch.nn.functional.avg_pool2d(px, 3, stride=2, padding=1, **kw)
+        np.testing.assert_allclose(y.detach().numpy(), py.detach().numpy(), rtol=1e-14)
+        y.sum().backward()
+        py.sum().backward()
+        np.testing.assert_allclose(tx.grad.numpy(), px.grad.numpy(), rtol=1e-14)
+    x5 = np.arange(1.0, 26.0).reshape(1, 1, 5, 5)
+    tx, px = tinyconv.tensor(x5, requires_grad=True), torch.tensor(x5, requires_grad=True)
+    y = F.adaptive_avg_pool2d(tx, 3)
+    py = torch.nn.functional.adaptive_avg_pool2d(px, 3)
+    np.testing.assert_allclose(y.detach().numpy(), py.detach().numpy(), rtol=1e-14)
+    y.sum().backward()
+    py.sum().backward()
+    np.testing.assert_allclose(tx.grad.numpy(), px.grad.numpy(), rtol=1e-14)
+    from tinyconv.ops.pool import adaptive_bins
+    bins = adaptive_bins(5, 3)
+    assert any(end > nxt for (_, end), (nxt, _) in zip(bins[:-1], bins[1:], strict=True))
+    assert np.isclose(tx.grad.numpy()[0, 0, 1, 1], 1 / 4 + 1 / 6 + 1 / 6 + 1 / 9)
+
+
+@pytest.mark.parametrize("extra", [{}, dict(dampening=0.5), dict(nesterov=True)])
+def test_sgd_by_hand_equals_torch(extra):
+    """sgd-momentum.md: the by-hand loop is torch.optim.SGD, and so is tinyconv's SGD."""
+    p0 = np.array([1.0, 1.0])
+    hyper = dict(lr=0.1, momentum=0.9, weight_decay=0.01, **extra)
+    *_, (_, _, _, p_hand) = WL.sgd_by_hand(p0, WL.sgd_grads(), **hyper)
+    tp = torch.tensor(p0.copy(), requires_grad=True)
+    opt = torch.optim.SGD([tp], **hyper)
+    for g in WL.sgd_grads():
+        tp.grad = torch.tensor(g)
+        opt.step()
+    np.testing.assert_allclose(p_hand, tp.detach().numpy(), rtol=1e-14)
+    np.testing.assert_allclose(WL._tinyconv_sgd(p0, WL.sgd_grads(), **hyper),
+                               tp.detach().numpy(), rtol=1e-14)
+
+
+def test_lr_inside_momentum_equals_torch_form_while_lr_is_constant():
+    """sgd-momentum.md: v = mu v + lr g; p -= v is torch's update as long as lr does not change."""
+    p_torch, p_inside, v, buf = np.ones(2), np.ones(2), np.zeros(2), None
+    for g in WL.sgd_grads():
+        buf = g.copy() if buf is None else 0.9 * buf + g
+        p_torch = p_torch - 0.1 * buf
+        v = 0.9 * v + 0.1 * g
+        p_inside = p_inside - v
+    np.testing.assert_allclose(p_inside, p_torch, rtol=1e-14)
+
+
+def test_fused_equals_unfused_but_for_the_conv_biases():
+    """fusion.md: outputs, loss, buffers and gradients bit-identical except the convolution
+    biases, whose true gradient (a constant before a batch norm) is 0."""
+    out_f, loss_f, g_f, b_f, names_f = WL._fashion_step(True)
+    out_u, loss_u, g_u, b_u, names_u = WL._fashion_step(False)
+    np.testing.assert_array_equal(out_f, out_u)
+    assert loss_f == loss_u
+    for k in b_f:
+        np.testing.assert_array_equal(b_f[k], b_u[k])
+    for k in g_f:
+        if k in ("layer1.0.bias", "layer2.0.bias"):
+            assert np.abs(g_u[k]).max() < 1e-6 * np.abs(g_u["layer1.1.bias"]).max()
+        else:
+            np.testing.assert_array_equal(g_f[k], g_u[k], err_msg=k)
+    assert names_f.count("Conv2dBatchNormReLUMaxPool2dBackward") == 2
+    assert "Conv2dBackward" in names_u and "Conv2dBackward" not in names_f
+
+
+def test_traced_loops_are_numba_kernels():
+    """fusion.md: the functions ending in _loops in the call trace are numba-compiled."""
+    import importlib
+
+    from numba.core.registry import CPUDispatcher
+
+    names = set()
+    for text in (WL.trace_fused(), WL.trace_unfused()):
+        for line in text.splitlines():
+            path, name = line.strip().split("   (x")[0].split(": ")
+            if name.endswith("_loops"):
+                names.add((path[:-3].replace("/", "."), name))
+    assert names
+    for module, name in names:
+        assert isinstance(getattr(importlib.import_module(module), name), CPUDispatcher), name
+
+
+def test_eval_with_gradients_fuses_only_relu_and_pooling():
+    """fusion.md: in eval mode with a backward possible, conv and batch norm run alone."""
+    from tinyconv.autograd import _topological_order
+    from tinyconv.models import FashionCNN
+
+    model = FashionCNN().eval()
+    x = tinyconv.tensor(np.zeros((2, 1, 28, 28), dtype=np.float32))
+    with pytest.warns(UserWarning, match="dropout2d"):  # fc1's output is 2-D, as in torch
+        y = model(x)
+    names = [node.name() for node in _topological_order(y.grad_fn)]
+    assert names.count("MaxPool2dReLUBackward") == 2
+    assert names.count("BatchNormBackward") == 2 and names.count("Conv2dBackward") == 2

@@ -10,7 +10,8 @@ back to each input's own shape. Derivatives, with y the output and gy = dL/dy:
     pow:  y = a ** b     ga = gy * b * a**(b-1)     gb = gy * y * log(a)
     exp:  y = e**a       ga = gy * y
     log:  y = ln a       ga = gy / a
-    relu: y = max(a, 0)  ga = gy * [a > 0]
+    relu: y = max(a, 0)  ga = gy where not y <= 0, else 0   (0 at a = 0; a NaN unit passes gy,
+                                                             as torch; see kernels/activation.py)
 """
 
 from __future__ import annotations
