@@ -267,11 +267,12 @@ CORPUS = {
         argv=["--net", "VGG-mini"],
         why="crops and flips differ; 500 test images with 20% random labels", slow=True),
     "transfer_learning": Port(
-        "transfer_learning.py", "cifar", train=1000, test=500, epochs=2, margin=10, floor=20,
+        "transfer_learning.py", "cifar", train=640, test=320, epochs=2, margin=10, floor=20,
         metrics=("accuracy", "frozen"),
-        why="resnet18 from scratch (no pretrained weights offline) for two short epochs, "
+        why="resnet18 from scratch (no pretrained weights offline) for two short epochs "
+            "(torch 83.4 / 58.4, tinyconv 76.6 / 65.3 in one run), "
             "random crops and flips differ; the frozen run trains only fc on random features",
-        slow=True, xfail="needs torchvision.models.resnet18 from branch resnet"),
+        slow=True),
     "custom_function": Port(
         "custom_function.py", "none", train=0, test=0, epochs=2000, margin=1e-4, floor=9.0,
         metrics=("loss",), lower_is_better=True,
