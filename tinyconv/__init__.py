@@ -125,7 +125,8 @@ def ones_like(t, dtype=None, requires_grad=False):
     return ones(t.shape, dtype=_dt(dtype, t.dtype), requires_grad=requires_grad)
 
 
-def eye(n, m=None, dtype=None, requires_grad=False):
+def eye(n, m=None, dtype=None, requires_grad=False, device=None):  # noqa: A002
+    _require_cpu(device)
     return _make(_np.eye(n, m, dtype=_dt(dtype, float32)), None, requires_grad)
 
 
@@ -172,7 +173,9 @@ def arange(start, end=None, step=1, dtype=None, requires_grad=False, device=None
     return _make(arr, dtype, requires_grad)
 
 
-def linspace(start, end, steps, dtype=None, requires_grad=False):
+def linspace(start, end, steps, dtype=None, requires_grad=False, device=None):  # noqa: A002
+    """``steps`` evenly spaced values from ``start`` to ``end``, both included."""
+    _require_cpu(device)
     return _make(_np.linspace(start, end, steps, dtype=_np.float32), dtype, requires_grad)
 
 
@@ -242,6 +245,8 @@ argmin = _forward("argmin")
 sum = _forward("sum")  # noqa: A001
 mean = _forward("mean")
 exp = _forward("exp")
+sin = _forward("sin")
+cos = _forward("cos")
 log = _forward("log")
 sqrt = _forward("sqrt")
 abs = _forward("abs")  # noqa: A001
@@ -264,6 +269,7 @@ equal = _forward("equal")
 allclose = _forward("allclose")
 numel = _forward("numel")
 t = _forward("t")
+diag = _forward("diag")
 
 from tinyconv import accelerator, backends, cuda  # noqa: E402,F401 - devices tinyconv lacks
 from tinyconv import data, models, utils  # noqa: E402,F401 - after Tensor exists

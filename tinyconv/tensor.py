@@ -8,6 +8,7 @@ defaults follow torch's, so that code written for torch runs with ``tinyconv`` i
 from __future__ import annotations
 
 import numbers
+import operator
 import weakref
 from collections import namedtuple
 
@@ -22,6 +23,7 @@ from tinyconv.ops import inplace as INP
 from tinyconv.ops import matmul as MM
 from tinyconv.ops import reduce as R
 from tinyconv.ops import shape as S
+from tinyconv.ops import trig as TRIG
 
 # dtypes are NumPy dtypes; the names are torch's.
 float32 = float = np.dtype(np.float32)
@@ -344,6 +346,13 @@ class Tensor:
 
     __hash__ = object.__hash__
 
+    def __format__(self, format_spec):
+        """A 0-d tensor formats as its Python number (``f"{acc:.4f}"``), as torch; any other
+        tensor accepts only the empty format, as ``object`` does."""
+        if self._data.ndim == 0:
+            return self.item().__format__(format_spec)
+        return object.__format__(self, format_spec)
+
     def __repr__(self):
         body = np.array2string(self._data, separator=", ", prefix="tensor(", precision=4)
         extras = []
@@ -483,6 +492,12 @@ class Tensor:
 
     def exp(self):
         return E.Exp.apply(self)
+
+    def sin(self):
+        return TRIG.Sin.apply(self)
+
+    def cos(self):
+        return TRIG.Cos.apply(self)
 
     def log(self):
         return E.Log.apply(self)
@@ -639,6 +654,28 @@ class Tensor:
         return self.view(other.shape)
 
     reshape_as = view_as
+
+    def diag(self, diagonal=0):
+        """``torch.diag``: the ``diagonal``-th diagonal (k > 0 above the main one) of a 2-D
+        tensor as 1-D, or a 1-D tensor of length n as the k-th diagonal of an (n + |k|)-square
+        2-D one, zeros elsewhere.
+
+        Built from differentiable pieces, so the gradient comes for free: a matrix's diagonal
+        is an advanced index ``self[rows, cols]``; a vector v becomes ``v_row * eye(m, k)``,
+        where entry (r, c) of the k-th diagonal holds v[r] when k >= 0 and v[c] when k < 0.
+        """
+        if self.ndim not in (1, 2):
+            raise RuntimeError(f"diag(): Supports 1D or 2D tensors. Got {self.ndim}D")
+        k = operator.index(diagonal)
+        if self.ndim == 2:
+            n_rows, n_cols = self.shape
+            length = _b.max(0, _b.min(n_rows + _b.min(k, 0), n_cols - _b.max(k, 0)))
+            i = np.arange(length)
+            return self[(i - _b.min(k, 0), i + _b.max(k, 0))]
+        m = self.shape[0] + _b.abs(k)
+        padded = S.Cat.apply(0, self, Tensor._wrap(np.zeros(_b.abs(k), self.dtype)))
+        along = padded.unsqueeze(1) if k >= 0 else padded.unsqueeze(0)
+        return along * Tensor._wrap(np.eye(m, k=k, dtype=self.dtype))
 
     def flatten(self, start_dim=0, end_dim=-1):
         if self.ndim == 0:
