@@ -17,7 +17,7 @@ import sys
 import time
 
 # OpenBLAS's worker threads spin after each matrix product and take the cores from numba's
-# threads (see tinyconv/__init__.py); OpenBLAS reads this when numpy loads it, so the scripts
+# threads (see tinyconv/_startup.py); OpenBLAS reads this when numpy loads it, so the scripts
 # import this module before numpy, and child processes inherit it. It changes nothing on the
 # torch side (torch's CPU matrix products do not go through numpy's OpenBLAS).
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")

@@ -21,7 +21,7 @@ import time
 import warnings
 
 # Before numpy loads OpenBLAS: its threads must not spin after each matrix product while numba's
-# threads want the cores (see tinyconv/__init__.py).
+# threads want the cores (see tinyconv/_startup.py).
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import numpy as np

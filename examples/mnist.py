@@ -13,7 +13,7 @@ because convolution relies on neighbouring pixels being related.
 
 import os
 
-# Before numpy loads OpenBLAS (see tinyconv/__init__.py and examples/common.py).
+# Before numpy loads OpenBLAS (see tinyconv/_startup.py and examples/common.py).
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import argparse

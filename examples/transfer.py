@@ -24,7 +24,7 @@ metrics.json, loss.png, accuracy.png and confusion_matrix.png.
 
 import os
 
-# Before numpy loads OpenBLAS (see tinyconv/__init__.py and examples/common.py).
+# Before numpy loads OpenBLAS (see tinyconv/_startup.py and examples/common.py).
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import argparse
