@@ -124,7 +124,9 @@ def _weight_grad(gY, cols):
     form's work between its threads far better when the inner dimension N*OH*OW is long and the
     result small (measured for ResNet-18's layer shapes at batch 8 with 2 threads: 25-120 ms per
     product before, 14-24 ms after; the gain shows in benchmarks/resnet.py)."""
-    return (cols @ gY.T).T
+    # C order again (one small copy): the optimizers' fused kernels and the engine's hand-over
+    # of gradients without a copy both want contiguous arrays
+    return np.ascontiguousarray((cols @ gY.T).T)
 
 
 def _is_first_layer(need, W):
