@@ -191,17 +191,7 @@ class Tensor(TensorMath, TensorShape, TensorInplace):
             raise RuntimeError("element 0 of tensors does not require grad and does not have a "
                                "grad_fn: backward() needs a tensor computed from parameters or "
                                "from tensors created with requires_grad=True")
-        if gradient is None:
-            if self._data.size != 1:
-                raise RuntimeError(f"grad can be implicitly created only for scalar outputs; "
-                                   f"this tensor has shape {tuple(self.shape)}: pass gradient=")
-            g = np.ones(self._data.shape, dtype=self._data.dtype)
-        else:
-            g = np.asarray(gradient._data if isinstance(gradient, Tensor) else gradient,
-                           dtype=self._data.dtype)
-            if g.shape != self._data.shape:
-                raise RuntimeError(f"backward(): gradient has shape {g.shape}, expected the "
-                                   f"tensor's shape {self._data.shape}")
+        g = autograd.engine.initial_gradient(self, gradient, "the tensor", "gradient")
         autograd.backward(self, g, retain_graph=retain_graph)
 
     def detach(self):

@@ -189,6 +189,24 @@ def _deliver_to_leaf(t, g, summed, capture, handed):
     t._accumulate(g, owned)
 
 
+def initial_gradient(t, gradient, what, argument):
+    """The gradient backward starts from at ``t``: ``gradient`` as an array of t's shape and
+    dtype, or ones when it is None and t has one element (a loss)."""
+    from tinyconv.tensor import Tensor
+
+    if gradient is None:
+        if t._data.size != 1:
+            raise RuntimeError(f"grad can be implicitly created only for scalar outputs; "
+                               f"{what} has shape {tuple(t.shape)}: pass {argument}=")
+        return np.ones(t._data.shape, dtype=t._data.dtype)
+    g = np.asarray(gradient._data if isinstance(gradient, Tensor) else gradient,
+                   dtype=t._data.dtype)
+    if g.shape != t._data.shape:
+        raise RuntimeError(f"{argument} has shape {g.shape}, expected {what}'s shape "
+                           f"{t._data.shape}")
+    return g
+
+
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
          only_inputs=True, allow_unused=None, is_grads_batched=False, materialize_grads=False):
     """The gradients of ``outputs`` with respect to ``inputs``, returned, not added to ``.grad``.
@@ -224,17 +242,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         if not isinstance(o, Tensor) or not o.requires_grad:
             raise RuntimeError(f"autograd.grad(): element {i} of the outputs does not require "
                                f"grad and does not have a grad_fn")
-        if g is None:
-            if o._data.size != 1:
-                raise RuntimeError(f"grad can be implicitly created only for scalar outputs; "
-                                   f"output {i} has shape {tuple(o.shape)}: pass grad_outputs=")
-            g = np.ones(o._data.shape, dtype=o._data.dtype)
-        else:
-            g = np.asarray(g._data if isinstance(g, Tensor) else g, dtype=o._data.dtype)
-            if g.shape != o._data.shape:
-                raise RuntimeError(f"autograd.grad(): grad_outputs[{i}] has shape {g.shape}; "
-                                   f"expected output {i}'s shape {o._data.shape}")
-        gs.append(g)
+        gs.append(initial_gradient(o, g, f"output {i}", f"grad_outputs[{i}]"))
     capture = {id(t): None for t in ins}
     # Non-leaf inputs are captured at their node: mark them as retained for this pass.
     marked = []

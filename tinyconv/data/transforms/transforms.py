@@ -106,8 +106,12 @@ class Normalize:
         return f"{type(self).__name__}(mean={self.mean.tolist()}, std={self.std.tolist()})"
 
 
-class RandomHorizontalFlip:
-    """Mirror each image left-right with probability ``p``, one coin per image."""
+class _RandomFlip:
+    """Mirror each image with probability ``p``, one coin per image; ``flip`` says which way."""
+
+    @staticmethod
+    def flip(batch, flags):
+        raise NotImplementedError
 
     def __init__(self, p=0.5, generator=None):
         self.p = p
@@ -116,11 +120,17 @@ class RandomHorizontalFlip:
     def __call__(self, x):
         batch, single = _as_batch(x)
         flags = _rng.resolve(self.generator).random(len(batch)) < self.p
-        out = hflip(batch, flags)
+        out = self.flip(batch, flags)
         return out[0] if single else out
 
     def __repr__(self):
         return f"{type(self).__name__}(p={self.p})"
+
+
+class RandomHorizontalFlip(_RandomFlip):
+    """Mirror each image left-right with probability ``p``, one coin per image."""
+
+    flip = staticmethod(hflip)
 
 
 class RandomRotation:
@@ -183,21 +193,10 @@ class RandomCrop:
         return f"{type(self).__name__}(size={self.size}, padding={self.padding})"
 
 
-class RandomVerticalFlip:
+class RandomVerticalFlip(_RandomFlip):
     """Mirror each image top-bottom with probability ``p``, one coin per image."""
 
-    def __init__(self, p=0.5, generator=None):
-        self.p = p
-        self.generator = _rng.make_generator(generator)
-
-    def __call__(self, x):
-        batch, single = _as_batch(x)
-        flags = _rng.resolve(self.generator).random(len(batch)) < self.p
-        out = vflip(batch, flags)
-        return out[0] if single else out
-
-    def __repr__(self):
-        return f"{type(self).__name__}(p={self.p})"
+    flip = staticmethod(vflip)
 
 
 class Resize:
