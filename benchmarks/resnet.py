@@ -201,9 +201,9 @@ def profile_step(train):
     import cProfile
     import pstats
 
-    from tinyconv.autograd import Function
+    from tinyconv.autograd import ArrayFunction
 
-    names, todo = {}, list(Function.__subclasses__())
+    names, todo = {}, list(ArrayFunction.__subclasses__())  # tinyconv's own ops
     while todo:  # every Function class: (file, line of forward/backward) -> "Class.forward"
         cls = todo.pop()
         todo += cls.__subclasses__()
