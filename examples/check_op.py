@@ -80,6 +80,31 @@ def _fused_bn_relu_pool(x, gamma, beta):
 TARGETS = np.array([2, 0, 1])
 
 # (name, function of the tensor inputs, their shapes, positive inputs?)
+def _mul_inplace(a, b):
+    y = a * 1  # a non-leaf, so the in-place op is recorded in the graph
+    y.mul_(b)
+    return y
+
+
+def _setitem(a, b):
+    y = a * 1
+    y[0] = b[0] * 2
+    return y * a
+
+
+def _view_mul_inplace(a, b):
+    y = a * 1
+    y[1:].mul_(b[1:])  # written through the view into y
+    return y
+
+
+def _copy_fill(a, b):
+    y = a * 1
+    y.copy_(b)
+    y[:, 0].fill_(0.5)
+    return y * a
+
+
 CASES = [
     ("a + b (broadcast)", lambda a, b: a + b, [(2, 3), (3,)], False),
     ("a - b", lambda a, b: a - b, [(2, 3), (2, 1)], False),
@@ -137,6 +162,12 @@ CASES = [
     ("fused conv2d+bn+relu+maxpool", _fused_conv_bn_relu_pool,
      [(2, 1, 4, 4), (2, 1, 3, 3), (2,), (2,), (2,)], False),
     ("fused bn+relu+maxpool", _fused_bn_relu_pool, [(2, 2, 4, 4), (2,), (2,)], False),
+    ("sin / cos", lambda a: a.sin() * a.cos(), [(2, 3)], False),
+    ("diag", lambda a: a.diag(), [(3, 3)], False),
+    ("in place: mul_(b)", _mul_inplace, [(2, 3), (2, 3)], False),
+    ("in place: y[0] = b[0] * 2", _setitem, [(2, 3), (2, 3)], False),
+    ("in place on a view: y[1:].mul_(b[1:])", _view_mul_inplace, [(3, 2), (3, 2)], False),
+    ("in place: copy_(b), fill_ of a part", _copy_fill, [(2, 3), (2, 3)], False),
 ]
 
 
