@@ -34,12 +34,17 @@ import time
 import numpy as np
 from common import (
     Backend,
+    check_out_dir,
     evaluate,
     format_confusion,
     load_datasets,
     make_scheduler,
+    nonnegative_float,
+    positive_float,
+    positive_int,
     save_plots,
     set_threads,
+    thread_count,
     train_epoch,
     write_json,
 )
@@ -186,24 +191,28 @@ def parse_args(argv):
                         help="train only the new fc layer (feature extraction)")
     parser.add_argument("--resize", default="224", metavar="SIZE|none",
                         help="upsample the 32x32 images to SIZE x SIZE (default 224), or none")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--test-batch-size", type=int, default=100)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--epochs", type=positive_int, default=5)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--test-batch-size", type=positive_int, default=100)
+    parser.add_argument("--lr", type=positive_float, default=1e-3)
     parser.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
-    parser.add_argument("--momentum", type=float, default=0.9)
+    parser.add_argument("--momentum", type=nonnegative_float, default=0.9)
     parser.add_argument("--scheduler", choices=["none", "cosine", "step"], default="step",
                         help="stepped once per epoch (default step: x0.1 every --step-size)")
-    parser.add_argument("--step-size", type=int, default=3)
+    parser.add_argument("--step-size", type=positive_int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=None,
                         help="root holding cifar-10-batches-py (default: $TINYCONV_DATA, else "
                              "./data)")
-    parser.add_argument("--limit-train", type=int, default=None, metavar="N")
-    parser.add_argument("--limit-test", type=int, default=None, metavar="N")
-    parser.add_argument("--out", default=None)
+    parser.add_argument("--limit-train", type=positive_int, default=None, metavar="N")
+    parser.add_argument("--limit-test", type=positive_int, default=None, metavar="N")
+    parser.add_argument("--out", default=None,
+                        help="the run's folder (default runs/transfer-ARCH-BACKEND); a folder "
+                             "holding a previous run is refused unless --overwrite")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a previous run in --out")
     parser.add_argument("--device", default=None, help="torch backend: cuda or cpu")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=thread_count, default=None)
     args = parser.parse_args(argv)
     if args.resize != "none":
         try:
@@ -212,8 +221,6 @@ def parse_args(argv):
             parser.error(f"--resize: expected a size (e.g. 224) or none, got {args.resize!r}")
         if args.resize < 32:
             parser.error(f"--resize: ResNet needs at least 32x32 inputs, got {args.resize}")
-    if args.epochs < 1:
-        parser.error(f"--epochs must be positive, got {args.epochs}")
     return args
 
 
@@ -223,12 +230,15 @@ def main(argv=None, dataset_cls=CIFAR10):
     set_threads(backend, args.threads)
     lib, device = backend.lib, backend.device
 
+    out_dir = args.out or os.path.join("runs", f"transfer-{args.arch}-{args.backend}")
+    replaced = check_out_dir(out_dir, overwrite=args.overwrite)  # before any work is done
     transform = image_transform(args.resize)
     train_set, test_set = load_datasets(dataset_cls, args.data_dir, transform, args.limit_train,
                                         args.seed, args.limit_test)
     class_names = list(dataset_cls.classes)
-    out_dir = args.out or os.path.join("runs", f"transfer-{args.arch}-{args.backend}")
     os.makedirs(out_dir, exist_ok=True)
+    for name in replaced:  # --overwrite: the previous run's outputs go now, ours come
+        os.remove(os.path.join(out_dir, name))
     plot_data_exploration(train_set, test_set, out_dir)
 
     state = pretrained_state(args.arch, args.pretrained)

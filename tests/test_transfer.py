@@ -58,7 +58,8 @@ def test_images_are_prepared_as_torchvision_does(resize):
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-4)
 
 
-def test_fine_tunes_a_frozen_backbone_and_writes_everything(cifar, pretrained, tmp_path):
+def test_fine_tunes_a_frozen_backbone_and_writes_everything(cifar, pretrained, tmp_path,
+                                                           capsys):
     out = tmp_path / "run"
     metrics = run(cifar, out, "--pretrained", str(pretrained), "--freeze-backbone")
     for name in ("class_distribution.png", "samples.png", "checkpoint.npz", "best.npz",
@@ -79,6 +80,19 @@ def test_fine_tunes_a_frozen_backbone_and_writes_everything(cifar, pretrained, t
             np.testing.assert_array_equal(last[key], value, err_msg=key)
     best = tinyconv.load(out / "best.npz")
     assert best["epoch"] == saved["best_epoch"]
+    # a second run into the same folder is refused, and nothing there changes ...
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        run(cifar, out, "--pretrained", str(pretrained), "--freeze-backbone")
+    assert info.value.code == 2 and "--overwrite" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    with pytest.raises(SystemExit) as info:
+        run(cifar, tmp_path / "other", "--epochs", "0")
+    assert info.value.code == 2 and "--epochs" in capsys.readouterr().err
+    # ... unless asked to replace it
+    run(cifar, out, "--pretrained", str(pretrained), "--freeze-backbone", "--overwrite")
+    assert json.loads((out / "metrics.json").read_text())["history"][-1]["epoch"] == 2
 
 
 def test_both_backends_take_the_same_steps(cifar, pretrained, tmp_path):
