@@ -131,9 +131,28 @@ def worker(framework, threads):
                 reply = {"layer": layer}
             elif cmd["cmd"] == "round":
                 reply = {"seconds": timed_round(fns[cmd["kind"]], cmd["repeat"], settle=True)}
+            elif cmd["cmd"] == "for":  # as many calls as fit in "seconds" (benchmarks/shared.py)
+                reply = timed_for(fns[cmd["kind"]], cmd["seconds"], cmd.get("settle", 0.0))
             else:
                 return
             print(MARKER + json.dumps(reply), flush=True)
+
+
+def timed_for(fn, seconds, settle=0.0):
+    """Call ``fn`` for ``settle`` seconds untimed, then as often as fits in ``seconds``:
+    {"calls": n, "seconds": the time those n calls took}."""
+    import time
+
+    until = time.perf_counter() + settle
+    while time.perf_counter() < until:
+        fn()
+    start = time.perf_counter()
+    calls, now = 0, start
+    while now - start < seconds:
+        fn()
+        calls += 1
+        now = time.perf_counter()
+    return {"calls": calls, "seconds": now - start}
 
 
 class Worker:
@@ -148,8 +167,16 @@ class Worker:
             env=env, text=True)
 
     def ask(self, **cmd):
+        self.send(**cmd)
+        return self.receive()
+
+    def send(self, **cmd):
+        """Send a command without waiting for the reply (``receive`` reads it): several workers
+        can then work at the same time."""
         self.proc.stdin.write(json.dumps(cmd) + "\n")
         self.proc.stdin.flush()
+
+    def receive(self):
         for line in self.proc.stdout:
             if line.startswith(MARKER):
                 return json.loads(line[len(MARKER):])

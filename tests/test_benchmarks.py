@@ -150,3 +150,22 @@ def test_startup_from_an_empty_numba_cache(tmp_path):
     summary = check_startup(tmp_path, "fashioncnn")
     assert summary["cold_first_run"] and summary["cache_files_written"] > 0
     assert summary["compile_s"] > 0  # the second run loads what the first one compiled
+
+
+@pytest.mark.slow
+def test_shared(tmp_path):
+    # both frameworks, two copies each, three cases; a few tenths of a second per case
+    load("shared").main(["--smoke", "--model", "fc2layer", "--threads", "1",
+                         "--out", str(tmp_path)])
+    data, markdown = report(tmp_path, "shared")
+    cases = [(r["framework"], r["case"], r["copy"]) for r in data["rows"]]
+    assert cases == [(fw, case, copy) for fw in ("tinyconv", "torch")
+                     for case, copies in (("alone", 2), ("beside a busy core", 1),
+                                          ("two copies", 2))
+                     for copy in range(1, copies + 1)]
+    for row in data["rows"]:
+        assert_positive(row, ["img_s", "fraction"])
+        if row["case"] == "alone":
+            assert row["fraction"] == 1.0
+    assert data["model"] == "fc2layer" and data["seconds"] == 0.3
+    assert len(table_rows(markdown)) == 10

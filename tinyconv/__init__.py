@@ -7,7 +7,8 @@ torch's names from the modules that define them.
 Where things are: ``tinyconv.Tensor`` and the dtypes in tensor.py (its methods in tensor_math.py,
 tensor_shape.py, tensor_inplace.py); ``tensor``, ``zeros``, ``randn``... in _factories.py;
 ``cat``, ``stack``, ``where`` and the free forms of Tensor methods (``tinyconv.sum(x)``) in
-_functions.py; what importing tinyconv does to the process (threads, malloc) in _startup.py.
+_functions.py; what importing tinyconv does to the process (threads, malloc) in _startup.py;
+``set_num_threads`` and the thread counts that follow the machine's load in _load.py.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ from tinyconv._functions import (
     unsqueeze,
     where,
 )
+from tinyconv._load import get_num_threads, set_num_threads
 from tinyconv.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from tinyconv.errors import DTypeError, ShapeError
 from tinyconv.random import get_rng_state, initial_seed, manual_seed, set_rng_state

@@ -10,6 +10,7 @@ import weakref as _weakref
 
 import numpy as np
 
+from tinyconv import _load
 from tinyconv.autograd.anomaly_mode import _anomaly_mode, _check_finite
 from tinyconv.autograd.grad_mode import no_grad
 from tinyconv.autograd.graph import Node
@@ -89,6 +90,7 @@ def backward(tensor, grad: np.ndarray, retain_graph: bool = False, *, capture=No
     """
     from tinyconv.tensor import Tensor
 
+    _load.maybe_adapt()  # threads follow the machine's load (tinyconv/_load.py)
     tensors = list(tensor) if isinstance(tensor, (list, tuple)) else [tensor]
     grads_in = list(grad) if isinstance(grad, (list, tuple)) else [grad]
     grads: dict[int, np.ndarray] = {}
