@@ -382,6 +382,9 @@ def fusion_traffic():
 # the reading guide: which tinyconv functions one training step calls
 
 _PKG = os.path.dirname(os.path.abspath(tinyconv.__file__))
+# the thread count's look at the machine's load (tinyconv/_load.py): left out with all it calls,
+# which depends on the time since its last look
+_LOAD = os.path.join(_PKG, "_load.py")
 # helpers that only check arguments or do bookkeeping: left out of the trace to keep it readable
 _QUIET = ("_check", "_pair", "_same_dtype", "__getattr__", "_has_hooks", "_wrap", "_root",
           "_saved_versions", "_share_version", "_shape_arg", "_axis", "_flat", "_pre",
@@ -416,7 +419,7 @@ def trace_calls(fn):
 
     def profile(frame, event, arg):
         code = frame.f_code
-        if not code.co_filename.startswith(_PKG):
+        if not code.co_filename.startswith(_PKG) or code.co_filename == _LOAD:
             return
         if event == "call":
             name = _qualname(code, frame.f_globals)

@@ -2,36 +2,58 @@
 
 What: a training step runs parallel numba loops and OpenBLAS matrix products, each on all the
 cores (2 threads on 2 cores). Every few tenths of a second (``INTERVAL_S``), at the start of a
-backward pass or a convolution, tinyconv reads how busy the machine's cores were since its last
-look (/proc/stat) and how much of that was its own (``time.process_time``); what is left is the
-other processes' load. When others keep a core busy, tinyconv drops to one thread fewer, for
-numba and for numpy's OpenBLAS alike; when the core is free again, it takes it back.
+backward pass or a convolution, tinyconv looks at the machine (``maybe_adapt``): how busy its
+cores were since the last look (/proc/stat), how much of that was this process's own CPU time,
+so what other processes used, and how often this process's threads were preempted (involuntary
+context switches, ``getrusage``). When others keep a core busy *and* its threads are crowded,
+it runs one thread fewer, for numba and for numpy's OpenBLAS alike; when the core is free
+again, it takes it back.
 
-Why: each parallel loop and each matrix product ends when its slowest thread is done. On a
-machine with a core taken by someone else, one of tinyconv's threads waits for a core, and the
-whole step waits for it, a time slice at a time. Measured on 2 cores, FashionCNN training (batch
-64, Adam), fraction of its speed alone (benchmarks/shared.py, results in shared.md):
+Why: each parallel loop and each matrix product ends when its slowest thread is done. With a
+core taken by someone else, one of tinyconv's threads waits for a core, and the whole step waits
+for it, a time slice at a time. Measured on 2 cores, FashionCNN training (batch 64, Adam), each
+copy's fraction of its speed alone (benchmarks/shared.py, 3 runs each):
 
-    see the figures at the end of this docstring
+                                 threads fixed at 2     following the load     PyTorch
+    beside a busy core           0.56 0.64 0.69         0.57 0.60 0.62         0.31-0.41
+    two copies at once           0.25-0.47              0.53-0.64              0.15-0.30
 
-``decide`` is the rule: move only when the free cores are more than ``MARGIN`` (0.65 core) away
-from the threads in use, so that a reading near the middle does not make it flip back and forth.
+One thread alone runs at 0.61 of two here: that is the most a copy can keep on one core.
+Training alone stays at 2 threads (the same speed; benchmarks/throughput.py).
+
+Why both signals: /proc/stat shows the others' load averaged over the time since the last look,
+also while this process waited. Two processes that take turns (benchmarks/throughput.py's
+workers) each see the other's load though they never compete; their threads are not preempted
+(about 50 preemptions per CPU second here, against 250-420 when crowded: see
+``PREEMPTIONS_PER_CPU_S``). A window in which this process mostly waited never counts as
+crowded (its first look, at start-up, had 720 preemptions per CPU second).
+
+The rule is ``decide``: up when the free cores exceed the threads by more than ``MARGIN``
+(0.65 core), down when crowded by others; free cores near the thread count change nothing
+(hysteresis). At a reduced count it tries one thread more now and then (``_Probe``: after 2 s,
+then 4, 8, 16 s while each try ends crowded): only a try shows whether another load still
+overlaps its own.
 
 Never above what the user chose: ``tinyconv.set_num_threads(n)`` (torch's) sets the most threads
 tinyconv may use, for numba and OpenBLAS; so does ``numba.set_num_threads`` or threadpoolctl
-(a count found changed since tinyconv last set it is taken as the user's). Off with
-``TINYCONV_ADAPTIVE_THREADS=0`` (read at import; ``ENABLED`` at run time), and wherever
-/proc/stat cannot be read (not Linux). OpenBLAS is found among the loaded libraries by its
-``openblas_set_num_threads`` symbol (numpy's scipy-openblas prefixes and suffixes it); without
-it only numba's threads follow the load.
+(a count found changed since tinyconv last set it is taken as the user's; set back to the very
+count tinyconv had chosen, it cannot be told apart). Off with ``TINYCONV_ADAPTIVE_THREADS=0``
+(read at import; ``ENABLED`` at run time), and wherever /proc/stat cannot be read (not Linux).
+OpenBLAS is found among the loaded libraries by its ``openblas_set_num_threads`` symbol (numpy's
+scipy-openblas prefixes and suffixes it); without it only numba's threads follow the load.
+numba's count is per calling thread: the thread that trains adapts its own.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-import resource
 import time
+
+try:
+    import resource
+except ImportError:  # not a Unix: no getrusage, no /proc/stat either
+    resource = None
 
 import numba
 
@@ -39,7 +61,7 @@ INTERVAL_S = 0.3  # the least time between two looks at the load
 MARGIN = 0.65  # cores: how far the free cores must be from the threads in use to change them
 PREEMPTIONS_PER_CPU_S = 150  # above: this process's threads wait for cores (see is_crowded)
 PROBE_S = 2.0  # seconds at a reduced count before trying one thread more (see _Probe)
-ENABLED = os.environ.get("TINYCONV_ADAPTIVE_THREADS", "1") != "0"
+ENABLED = os.environ.get("TINYCONV_ADAPTIVE_THREADS", "1") != "0" and resource is not None
 
 
 # ---- the decision (pure functions) -----------------------------------------------------------
@@ -210,7 +232,7 @@ def get_num_threads():
 
 _next_check = 0.0  # time.monotonic() of the next look
 _last = None  # (monotonic, CPU seconds, preemptions, read_stat) at the last look
-last_look = None  # what the last look found: {"free_cores": float, "crowded": bool}
+last_look = None  # what the last look found: {"others": cores, "crowded": bool}
 
 
 def maybe_adapt():
@@ -231,10 +253,9 @@ def maybe_adapt():
     if before is None:
         return
     wall_s, own_cpu_s, preempted = now - before[0], sample[1] - before[1], sample[2] - before[2]
-    if own_cpu_s < 0.5 * wall_s:
-        return  # this process mostly waited: the others' load says little about its threads
     others = others_busy(before[3], stat, own_cpu_s, wall_s)
-    crowded = is_crowded(preempted, own_cpu_s)
+    # a process that mostly waited was not crowded out of its cores, whatever the others did
+    crowded = own_cpu_s >= 0.5 * wall_s and is_crowded(preempted, own_cpu_s)
     last_look = {"others": others, "crowded": crowded}
     _probe.step(now, [pool.adapt(others, stat[2], crowded, _probe.due(now))
                       for pool in _pools()])
@@ -261,6 +282,8 @@ class _Probe:
         went_up = self.counts is not None and sum(counts) > sum(self.counts)
         if self.trying and not went_up:  # the try ended crowded: wait longer for the next
             self.wait = min(self.wait * 2, 8 * PROBE_S)
+        elif went_up and not self.due(now):  # up to cores found free: not a try
+            self.wait = PROBE_S
         self.trying = went_up and self.due(now)
         self.counts, self.since = counts, now
 
