@@ -21,7 +21,8 @@ each copy and its fraction of that copy's speed alone (1.0: sharing cost nothing
 and a Markdown table (``--out``, default benchmarks/results/shared.{json,md}).
 
 The figures need the machine to themselves apart from what the script starts: anything else
-running counts as one more sharer.
+running counts as one more sharer. tinyconv's threads follow the load (tinyconv/_load.py)
+unless the environment says ``TINYCONV_ADAPTIVE_THREADS=0``: the workers inherit it.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def train_for(workers, seconds, settle):
 
 def bench_framework(framework, model, threads, seconds, settle, weights):
     """The three cases for one framework: rows {framework, case, copy, img_s, fraction}."""
-    copies = [Worker(framework, threads) for _ in range(2)]
+    copies = [Worker(framework, threads, follow_load=True) for _ in range(2)]
     try:
         layer = None
         for w in copies:

@@ -156,11 +156,21 @@ def timed_for(fn, seconds, settle=0.0):
 
 
 class Worker:
-    """A ``--worker`` child process and its command pipe."""
+    """A ``--worker`` child process and its command pipe.
 
-    def __init__(self, framework, threads):
+    tinyconv's threads do not follow the machine's load there (``TINYCONV_ADAPTIVE_THREADS=0``)
+    unless ``follow_load``: the workers of this script take turns, and torch's threads, which
+    spin on after its round, crowd tinyconv's at the start of the next; tinyconv then read the
+    machine as shared and ran some rounds on one thread (train 1,372-1,710 img/s instead of
+    ~2,100, eval about half; tinyconv/_load.py). The speed on an idle machine is measured with
+    the threads fixed. benchmarks/shared.py measures the sharing, with ``follow_load``.
+    """
+
+    def __init__(self, framework, threads, follow_load=False):
         env = thread_env(threads)
         env["PYTHONWARNINGS"] = "ignore"
+        if not follow_load:
+            env["TINYCONV_ADAPTIVE_THREADS"] = "0"
         self.proc = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--worker", framework,
              "--threads", str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
