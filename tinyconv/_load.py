@@ -12,20 +12,23 @@ again, it takes it back.
 Why: each parallel loop and each matrix product ends when its slowest thread is done. With a
 core taken by someone else, one of tinyconv's threads waits for a core, and the whole step waits
 for it, a time slice at a time. Measured on 2 cores, FashionCNN training (batch 64, Adam), each
-copy's fraction of its speed alone (benchmarks/shared.py, 3 runs each):
+copy's fraction of its speed alone (benchmarks/shared.py, 5 s per case):
 
-                                 threads fixed at 2     following the load     PyTorch
-    beside a busy core           0.56 0.64 0.69         0.57 0.60 0.62         0.31-0.41
-    two copies at once           0.25-0.47              0.53-0.64              0.15-0.30
+                             threads fixed at 2     following the load     PyTorch
+    beside a busy core       0.50-0.69 (4 runs)     0.57-0.76 (6 runs)     0.31-0.41
+    two copies at once       0.25-0.47              0.53-0.78              0.15-0.32
 
-One thread alone runs at 0.61 of two here: that is the most a copy can keep on one core.
-Training alone stays at 2 threads (the same speed; benchmarks/throughput.py).
+One thread alone runs at about 0.61 of two here: about what a copy keeps on one core (the
+fractions scatter with the speed alone, their denominator). Alone, training stays at 2 threads:
+1,819-2,109 img/s following the load, 1,964-2,154 with the threads fixed (one process, 4 s).
 
 Why both signals: /proc/stat shows the others' load averaged over the time since the last look,
 also while this process waited. Two processes that take turns (benchmarks/throughput.py's
-workers) each see the other's load though they never compete; their threads are not preempted
-(about 50 preemptions per CPU second here, against 250-420 when crowded: see
-``PREEMPTIONS_PER_CPU_S``). A window in which this process mostly waited never counts as
+workers) each see the other's load though they hardly compete; their threads are seldom
+preempted (about 50 preemptions per CPU second here, against 250-420 when crowded: see
+``PREEMPTIONS_PER_CPU_S``). Seldom is not never: behind PyTorch, whose threads spin on after
+its turn, tinyconv still dropped to one thread in 2 of 5 runs of throughput.py, which therefore
+fixes the threads (its ``Worker``). A window in which this process mostly waited never counts as
 crowded (its first look, at start-up, had 720 preemptions per CPU second).
 
 The rule is ``decide``: up when the free cores exceed the threads by more than ``MARGIN``
