@@ -25,10 +25,7 @@ imported first and keeps its setting, and tinyconv falls back to numba's workque
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
 import warnings
@@ -42,13 +39,17 @@ warnings.filterwarnings("ignore", message=".*dropout2d.*")
 from _common import (  # noqa: E402
     DEFAULT_OUT,
     LOG_PROB_MODELS,
+    Worker,
+    alternate_rounds,
     command_line,
+    import_framework,
     machine_info,
     machine_line,
     same_threads,
-    thread_env,
+    serve,
     time_rounds,
     timed_round,
+    worker_framework,
     write_report,
 )
 
@@ -93,88 +94,46 @@ def steps(fw, model, name, x, y, xe):
 
 
 def worker(framework, threads):
-    """The hidden ``--worker`` mode: answer the parent's commands, one JSON line each, on stdin."""
+    """The hidden ``--worker`` mode: answer the parent's commands (see _common.serve)."""
     import numpy as np
-    from threadpoolctl import threadpool_limits
 
-    if framework == "tinyconv":
-        import numba
-
-        import tinyconv as fw
-        from tinyconv import _threads, models
-        numba.set_num_threads(threads)
-        layer = _threads.DESCRIPTION
-    else:
-        import torch as fw
-
-        from parity import models
-        fw.set_num_threads(threads)
-        layer = None
+    fw, layer = worker_framework(framework, threads)
+    _, models = import_framework(framework)
     fns = {}
-    with threadpool_limits(threads, user_api="blas"):
-        for line in sys.stdin:
-            cmd = json.loads(line)
-            if cmd["cmd"] == "setup":  # build the network; tinyconv writes the initial weights
-                name, path = cmd["model"], cmd["weights"]
-                fw.manual_seed(0)
-                model = models.SEED_NETWORKS[name][0]()
-                if framework == "tinyconv":
-                    np.savez(path, **{k: v.numpy() for k, v in model.state_dict().items()})
-                else:
-                    with np.load(path) as saved:
-                        model.load_state_dict({k: fw.from_numpy(saved[k]) for k in saved.files})
-                train, evaluate = steps(fw, model, name, *batches(models.SEED_NETWORKS[name][1]))
-                fns = {"train": train, "eval": evaluate}
-                for fn in fns.values():  # warm-up (numba compilation, allocator)
-                    fn()
-                    fn()
-                reply = {"layer": layer}
-            elif cmd["cmd"] == "round":
-                reply = {"seconds": timed_round(fns[cmd["kind"]], cmd["repeat"], settle=True)}
-            else:
-                return
-            print(MARKER + json.dumps(reply), flush=True)
+
+    def setup(cmd):  # build the network; tinyconv writes the initial weights
+        name, path = cmd["model"], cmd["weights"]
+        fw.manual_seed(0)
+        model = models.SEED_NETWORKS[name][0]()
+        if framework == "tinyconv":
+            np.savez(path, **{k: v.numpy() for k, v in model.state_dict().items()})
+        else:
+            with np.load(path) as saved:
+                model.load_state_dict({k: fw.from_numpy(saved[k]) for k in saved.files})
+        train, evaluate = steps(fw, model, name, *batches(models.SEED_NETWORKS[name][1]))
+        fns.update(train=train, eval=evaluate)
+        for fn in fns.values():  # warm-up (numba compilation, allocator)
+            fn()
+            fn()
+        return {"layer": layer}
+
+    def timed(cmd):
+        return {"seconds": timed_round(fns[cmd["kind"]], cmd["repeat"], settle=True)}
+
+    serve(MARKER, threads, {"setup": setup, "round": timed})
 
 
-class Worker:
-    """A ``--worker`` child process and its command pipe."""
-
-    def __init__(self, framework, threads):
-        env = thread_env(threads)
-        env["PYTHONWARNINGS"] = "ignore"
-        self.proc = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--worker", framework,
-             "--threads", str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            env=env, text=True)
-
-    def ask(self, **cmd):
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
-        for line in self.proc.stdout:
-            if line.startswith(MARKER):
-                return json.loads(line[len(MARKER):])
-        raise RuntimeError(f"benchmark worker stopped (exit code {self.proc.wait()}); "
-                           f"its error is printed above")
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
-            self.proc.stdin.close()
-            self.proc.wait()
+def start_worker(framework, threads):
+    """A ``--worker`` child of this script."""
+    return Worker(__file__, framework, threads, MARKER)
 
 
 def bench_model_processes(name, rounds, workers, weights):
     """Alternating rounds between the two worker processes: {kind: {framework: seconds}}."""
     layer = workers["tinyconv"].ask(cmd="setup", model=name, weights=weights)["layer"]
     workers["torch"].ask(cmd="setup", model=name, weights=weights)
-    med = {}
-    for kind, repeat in (("train", 5), ("eval", 1)):
-        samples = {fw: [] for fw in FRAMEWORKS}
-        for _ in range(rounds):
-            for fw in FRAMEWORKS:
-                samples[fw].append(workers[fw].ask(cmd="round", kind=kind,
-                                                   repeat=repeat)["seconds"])
-        med[kind] = {fw: statistics.median(v) for fw, v in samples.items()}
+    med = {**alternate_rounds(workers, rounds, {"train": 5}),
+           **alternate_rounds(workers, rounds, {"eval": 1})}
     return med, layer
 
 
@@ -247,7 +206,7 @@ def main(argv=None):
                 rows.append(row_of(name, bench_model_same_process(name, args.rounds)))
                 _print(rows[-1])
     else:
-        workers = {fw: Worker(fw, args.threads) for fw in FRAMEWORKS}
+        workers = {fw: start_worker(fw, args.threads) for fw in FRAMEWORKS}
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 for name in args.models:
