@@ -85,6 +85,18 @@ def machine_info(threads, tinyconv_threads=None):
     return info
 
 
+def numpy_blas():
+    """threadpoolctl's entry for numpy's BLAS in this process ({} if none is found): its
+    ``architecture`` names the OpenBLAS kernels in use (e.g. SkylakeX, Haswell), chosen when
+    numpy loaded it (``OPENBLAS_CORETYPE`` overrides the choice, read only at that moment)."""
+    import numpy  # noqa: F401  (loads the BLAS)
+    from threadpoolctl import threadpool_info
+
+    blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    blas.sort(key=lambda p: "numpy" not in p.get("filepath", ""))  # as in machine_info
+    return blas[0] if blas else {}
+
+
 def tinyconv_threads():
     """How this process runs tinyconv's parallel kernels (None if it has not imported tinyconv);
     a child reports it, for ``machine_info(threads, tinyconv_threads=...)`` in the parent."""

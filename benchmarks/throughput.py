@@ -3,6 +3,7 @@
     python benchmarks/throughput.py                       # all networks, 2 threads
     python benchmarks/throughput.py --models fashioncnn --rounds 7 --threads 2
     python benchmarks/throughput.py --same-process        # both frameworks in this process
+    python benchmarks/throughput.py --coretype Haswell    # numpy's OpenBLAS on Haswell kernels
 
 Each framework runs in a process of its own (this script in a hidden ``--worker`` mode that
 imports only that framework), on the same random batch and from the same initial weights, and
@@ -12,7 +13,10 @@ median of the rounds and the ratio tinyconv / torch (above 1: tinyconv is faster
 set equal on both sides: numba's thread count, the BLAS pool (threadpoolctl) and
 ``torch.set_num_threads``. Training is one forward, backward and Adam step at batch 64;
 evaluation is a no-grad forward at batch 1000. Writes JSON and a Markdown table (``--out``,
-default benchmarks/results/).
+default benchmarks/results/). The report names the OpenBLAS kernels that ran tinyconv's matrix
+products, as the tinyconv worker found them (threadpoolctl's architecture, e.g. SkylakeX);
+``--coretype NAME`` starts the workers with OPENBLAS_CORETYPE=NAME, which OpenBLAS reads when
+numpy loads it (torch does not use numpy's OpenBLAS).
 
 Why two processes: the frameworks share process-wide thread runtimes. A process has one GNU
 OpenMP runtime (libgomp), and whoever loads it first fixes its wait policy for both: torch's
@@ -45,6 +49,7 @@ from _common import (  # noqa: E402
     command_line,
     machine_info,
     machine_line,
+    numpy_blas,
     same_threads,
     thread_env,
     time_rounds,
@@ -128,7 +133,7 @@ def worker(framework, threads):
                 for fn in fns.values():  # warm-up (numba compilation, allocator)
                     fn()
                     fn()
-                reply = {"layer": layer}
+                reply = {"layer": layer, "blas": numpy_blas().get("architecture")}
             elif cmd["cmd"] == "round":
                 reply = {"seconds": timed_round(fns[cmd["kind"]], cmd["repeat"], settle=True)}
             else:
@@ -139,9 +144,11 @@ def worker(framework, threads):
 class Worker:
     """A ``--worker`` child process and its command pipe."""
 
-    def __init__(self, framework, threads):
+    def __init__(self, framework, threads, coretype=None):
         env = thread_env(threads)
         env["PYTHONWARNINGS"] = "ignore"
+        if coretype:  # OpenBLAS's kernels: read when numpy loads it, so set before the start
+            env["OPENBLAS_CORETYPE"] = coretype
         self.proc = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--worker", framework,
              "--threads", str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -164,8 +171,9 @@ class Worker:
 
 
 def bench_model_processes(name, rounds, workers, weights):
-    """Alternating rounds between the two worker processes: {kind: {framework: seconds}}."""
-    layer = workers["tinyconv"].ask(cmd="setup", model=name, weights=weights)["layer"]
+    """Alternating rounds between the two worker processes: ({kind: {framework: seconds}},
+    the tinyconv worker's setup reply)."""
+    setup = workers["tinyconv"].ask(cmd="setup", model=name, weights=weights)
     workers["torch"].ask(cmd="setup", model=name, weights=weights)
     med = {}
     for kind, repeat in (("train", 5), ("eval", 1)):
@@ -175,7 +183,7 @@ def bench_model_processes(name, rounds, workers, weights):
                 samples[fw].append(workers[fw].ask(cmd="round", kind=kind,
                                                    repeat=repeat)["seconds"])
         med[kind] = {fw: statistics.median(v) for fw, v in samples.items()}
-    return med, layer
+    return med, setup
 
 
 # ---- both frameworks in this process (--same-process) ----------------------------------------
@@ -232,11 +240,17 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--same-process", action="store_true",
                         help="run both frameworks in this process (see the module docstring)")
+    parser.add_argument("--coretype", metavar="NAME",
+                        help="start the worker processes with OPENBLAS_CORETYPE=NAME (e.g. "
+                             "Haswell): the OpenBLAS kernels of tinyconv's matrix products")
     parser.add_argument("--out", default=DEFAULT_OUT)
     parser.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return worker(args.worker, args.threads)
+    if args.coretype and args.same_process:
+        parser.error("--coretype needs the worker processes (OpenBLAS reads OPENBLAS_CORETYPE "
+                     "when numpy loads, before this process could set it); drop --same-process")
 
     info = machine_info(args.threads)
     info["processes"] = "both in one process" if args.same_process else "one process each"
@@ -247,13 +261,18 @@ def main(argv=None):
                 rows.append(row_of(name, bench_model_same_process(name, args.rounds)))
                 _print(rows[-1])
     else:
-        workers = {fw: Worker(fw, args.threads) for fw in FRAMEWORKS}
+        workers = {fw: Worker(fw, args.threads, args.coretype) for fw in FRAMEWORKS}
+        if args.coretype:
+            info["openblas_coretype"] = f"{args.coretype} (worker processes)"
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 for name in args.models:
-                    med, layer = bench_model_processes(name, args.rounds, workers,
+                    med, setup = bench_model_processes(name, args.rounds, workers,
                                                        os.path.join(tmp, f"{name}.npz"))
-                    info["numba_threading_layer"] = layer
+                    info["numba_threading_layer"] = setup["layer"]
+                    blas = numpy_blas()  # this process's library; the kernels: the worker's
+                    info["blas"] = (f"{blas.get('internal_api')} {blas.get('version')} "
+                                    f"({setup['blas']} kernels in the tinyconv worker)")
                     rows.append(row_of(name, med))
                     _print(rows[-1])
         finally:
