@@ -3,7 +3,7 @@
     python benchmarks/kernels.py                          # every kernel and shape, batch 64
     python benchmarks/kernels.py --only conv2d --rounds 7 --threads 2
     python benchmarks/kernels.py --networks fashioncnn    # the layers of one network
-    python benchmarks/kernels.py --only conv --coretype Haswell   # also under Haswell kernels
+    python benchmarks/kernels.py --only conv2d --coretype Haswell  # also on Haswell kernels
 
 The layer shapes are collected, not listed by hand: each network (tinyconv.models'
 SEED_NETWORKS and COLOUR_NETWORKS, i.e. the five seed networks and the CIFAR-10 LeNet and VGG;
