@@ -85,6 +85,18 @@ def machine_info(threads, tinyconv_threads=None):
     return info
 
 
+def numpy_blas():
+    """threadpoolctl's entry for numpy's BLAS in this process ({} if none is found): its
+    ``architecture`` names the OpenBLAS kernels in use (e.g. SkylakeX, Haswell), chosen when
+    numpy loaded it (``OPENBLAS_CORETYPE`` overrides the choice, read only at that moment)."""
+    import numpy  # noqa: F401  (loads the BLAS)
+    from threadpoolctl import threadpool_info
+
+    blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    blas.sort(key=lambda p: "numpy" not in p.get("filepath", ""))  # as in machine_info
+    return blas[0] if blas else {}
+
+
 def tinyconv_threads():
     """How this process runs tinyconv's parallel kernels (None if it has not imported tinyconv);
     a child reports it, for ``machine_info(threads, tinyconv_threads=...)`` in the parent."""
@@ -343,12 +355,14 @@ def serve(marker, threads, handlers):
 class Worker:
     """A ``--worker`` child process of ``script`` and its command pipe (see ``serve``)."""
 
-    def __init__(self, script, framework, threads, marker):
+    def __init__(self, script, framework, threads, marker, coretype=None):
         import subprocess
 
         self.marker = marker
         env = thread_env(threads)
         env["PYTHONWARNINGS"] = "ignore"
+        if coretype:  # OpenBLAS's kernels: read when numpy loads it, so set before the start
+            env["OPENBLAS_CORETYPE"] = coretype
         self.proc = subprocess.Popen(
             [sys.executable, os.path.abspath(script), "--worker", framework,
              "--threads", str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -3,6 +3,7 @@
     python benchmarks/throughput.py                       # all networks, 2 threads
     python benchmarks/throughput.py --models fashioncnn --rounds 7 --threads 2
     python benchmarks/throughput.py --same-process        # both frameworks in this process
+    python benchmarks/throughput.py --coretype Haswell    # numpy's OpenBLAS on Haswell kernels
 
 Each framework runs in a process of its own (this script in a hidden ``--worker`` mode that
 imports only that framework), on the same random batch and from the same initial weights, and
@@ -12,7 +13,10 @@ median of the rounds and the ratio tinyconv / torch (above 1: tinyconv is faster
 set equal on both sides: numba's thread count, the BLAS pool (threadpoolctl) and
 ``torch.set_num_threads``. Training is one forward, backward and Adam step at batch 64;
 evaluation is a no-grad forward at batch 1000. Writes JSON and a Markdown table (``--out``,
-default benchmarks/results/).
+default benchmarks/results/). The report names the OpenBLAS kernels that ran tinyconv's matrix
+products, as the tinyconv worker found them (threadpoolctl's architecture, e.g. SkylakeX);
+``--coretype NAME`` starts the workers with OPENBLAS_CORETYPE=NAME, which OpenBLAS reads when
+numpy loads it (torch does not use numpy's OpenBLAS).
 
 Why two processes: the frameworks share process-wide thread runtimes. A process has one GNU
 OpenMP runtime (libgomp), and whoever loads it first fixes its wait policy for both: torch's
@@ -45,6 +49,7 @@ from _common import (  # noqa: E402
     import_framework,
     machine_info,
     machine_line,
+    numpy_blas,
     same_threads,
     serve,
     time_rounds,
@@ -115,7 +120,7 @@ def worker(framework, threads):
         for fn in fns.values():  # warm-up (numba compilation, allocator)
             fn()
             fn()
-        return {"layer": layer}
+        return {"layer": layer, "blas": numpy_blas().get("architecture")}
 
     def timed(cmd):
         return {"seconds": timed_round(fns[cmd["kind"]], cmd["repeat"], settle=True)}
@@ -123,18 +128,19 @@ def worker(framework, threads):
     serve(MARKER, threads, {"setup": setup, "round": timed})
 
 
-def start_worker(framework, threads):
-    """A ``--worker`` child of this script."""
-    return Worker(__file__, framework, threads, MARKER)
+def start_worker(framework, threads, coretype=None):
+    """A ``--worker`` child of this script (``coretype``: OPENBLAS_CORETYPE in its environment)."""
+    return Worker(__file__, framework, threads, MARKER, coretype)
 
 
 def bench_model_processes(name, rounds, workers, weights):
-    """Alternating rounds between the two worker processes: {kind: {framework: seconds}}."""
-    layer = workers["tinyconv"].ask(cmd="setup", model=name, weights=weights)["layer"]
+    """Alternating rounds between the two worker processes: ({kind: {framework: seconds}},
+    the tinyconv worker's setup reply)."""
+    setup = workers["tinyconv"].ask(cmd="setup", model=name, weights=weights)
     workers["torch"].ask(cmd="setup", model=name, weights=weights)
     med = {**alternate_rounds(workers, rounds, {"train": 5}),
            **alternate_rounds(workers, rounds, {"eval": 1})}
-    return med, layer
+    return med, setup
 
 
 # ---- both frameworks in this process (--same-process) ----------------------------------------
@@ -191,11 +197,17 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--same-process", action="store_true",
                         help="run both frameworks in this process (see the module docstring)")
+    parser.add_argument("--coretype", metavar="NAME",
+                        help="start the worker processes with OPENBLAS_CORETYPE=NAME (e.g. "
+                             "Haswell): the OpenBLAS kernels of tinyconv's matrix products")
     parser.add_argument("--out", default=DEFAULT_OUT)
     parser.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return worker(args.worker, args.threads)
+    if args.coretype and args.same_process:
+        parser.error("--coretype needs the worker processes (OpenBLAS reads OPENBLAS_CORETYPE "
+                     "when numpy loads, before this process could set it); drop --same-process")
 
     info = machine_info(args.threads)
     info["processes"] = "both in one process" if args.same_process else "one process each"
@@ -206,13 +218,18 @@ def main(argv=None):
                 rows.append(row_of(name, bench_model_same_process(name, args.rounds)))
                 _print(rows[-1])
     else:
-        workers = {fw: start_worker(fw, args.threads) for fw in FRAMEWORKS}
+        workers = {fw: start_worker(fw, args.threads, args.coretype) for fw in FRAMEWORKS}
+        if args.coretype:
+            info["openblas_coretype"] = f"{args.coretype} (worker processes)"
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 for name in args.models:
-                    med, layer = bench_model_processes(name, args.rounds, workers,
+                    med, setup = bench_model_processes(name, args.rounds, workers,
                                                        os.path.join(tmp, f"{name}.npz"))
-                    info["numba_threading_layer"] = layer
+                    info["numba_threading_layer"] = setup["layer"]
+                    blas = numpy_blas()  # this process's library; the kernels: the worker's
+                    info["blas"] = (f"{blas.get('internal_api')} {blas.get('version')} "
+                                    f"({setup['blas']} kernels in the tinyconv worker)")
                     rows.append(row_of(name, med))
                     _print(rows[-1])
         finally:
