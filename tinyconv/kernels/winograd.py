@@ -49,8 +49,9 @@ dropped (the same for the columns).
 
 Each kernel has a ``*_reference`` twin written straight from the formulas (one tile at a time,
 with the matrices above); the fast versions unroll the matrix products into the additions they
-are, split the work by (sample, channel) planes across threads, and copy each plane into a small
-zero-padded buffer first so the tile loops need no bounds tests.
+are, split the work by (sample, channel) planes across threads, and copy each plane into two
+small zero-padded buffers first, its even and its odd columns, so the loops need no bounds tests
+and read consecutive memory.
 """
 
 from __future__ import annotations
