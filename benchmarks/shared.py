@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # Only the standard library and the other scripts up to here (_common first: it sets OpenBLAS's
 # thread timeout before numpy loads it); the workers import their framework themselves.
 from _common import DEFAULT_OUT, command_line, machine_info, machine_line, write_report  # noqa: E402
-from throughput import FRAMEWORKS, SEED_NETWORKS, TRAIN_BATCH, Worker  # noqa: E402
+from throughput import FRAMEWORKS, SEED_NETWORKS, TRAIN_BATCH, start_worker  # noqa: E402
 
 CASES = ("alone", "beside a busy core", "two copies")
 SPIN = "while True:\n    pass\n"
@@ -61,7 +61,7 @@ def train_for(workers, seconds, settle):
 
 def bench_framework(framework, model, threads, seconds, settle, weights):
     """The three cases for one framework: rows {framework, case, copy, img_s, fraction}."""
-    copies = [Worker(framework, threads, follow_load=True) for _ in range(2)]
+    copies = [start_worker(framework, threads, follow_load=True) for _ in range(2)]
     try:
         layer = None
         for w in copies:
