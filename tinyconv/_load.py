@@ -28,8 +28,9 @@ workers) each see the other's load though they hardly compete; their threads are
 preempted (about 50 preemptions per CPU second here, against 250-420 when crowded: see
 ``PREEMPTIONS_PER_CPU_S``). Seldom is not never: behind PyTorch, whose threads spin on after
 its turn, tinyconv still dropped to one thread in 2 of 5 runs of throughput.py, which therefore
-fixes the threads (its ``Worker``). A window in which this process mostly waited never counts as
-crowded (its first look, at start-up, had 720 preemptions per CPU second).
+fixes the threads (benchmarks/_common.py, ``Worker``). A window in which this process mostly
+waited never counts as crowded (its first look, at start-up, had 720 preemptions per CPU
+second).
 
 The rule is ``decide``: up when the free cores exceed the threads by more than ``MARGIN``
 (0.65 core), down when crowded by others; free cores near the thread count change nothing
