@@ -64,7 +64,6 @@ def conv_out_size(size: int, kernel: int, stride: int = 1, padding: int = 0,
 
 def im2col_reference(x, kh, kw, stride=(1, 1), padding=(0, 0), dilation=(1, 1), out_size=None):
     """Plain-Python im2col (slow; for reading and for tests). ``out_size``: see :func:`im2col`."""
-    _load.maybe_adapt()  # threads follow the machine's load (tinyconv/_load.py)
     N, C, H, W = x.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     OH, OW = out_size or (conv_out_size(H, kh, sh, ph, dh), conv_out_size(W, kw, sw, pw, dw))
@@ -320,6 +319,7 @@ def im2col(x, kh, kw, stride=(1, 1), padding=(0, 0), dilation=(1, 1), out_size=N
     ``out_size=(OH, OW)`` overrides the usual output size (average pooling in ceil mode has
     windows that run past the padding; those cells read as 0 like padding).
     """
+    _load.maybe_adapt()  # threads follow the machine's load (tinyconv/_load.py)
     N, C, H, W = x.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     OH, OW = out_size or (conv_out_size(H, kh, sh, ph, dh), conv_out_size(W, kw, sw, pw, dw))
