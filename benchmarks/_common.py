@@ -85,6 +85,18 @@ def machine_info(threads, tinyconv_threads=None):
     return info
 
 
+def numpy_blas():
+    """threadpoolctl's entry for numpy's BLAS in this process ({} if none is found): its
+    ``architecture`` names the OpenBLAS kernels in use (e.g. SkylakeX, Haswell), chosen when
+    numpy loaded it (``OPENBLAS_CORETYPE`` overrides the choice, read only at that moment)."""
+    import numpy  # noqa: F401  (loads the BLAS)
+    from threadpoolctl import threadpool_info
+
+    blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    blas.sort(key=lambda p: "numpy" not in p.get("filepath", ""))  # as in machine_info
+    return blas[0] if blas else {}
+
+
 def tinyconv_threads():
     """How this process runs tinyconv's parallel kernels (None if it has not imported tinyconv);
     a child reports it, for ``machine_info(threads, tinyconv_threads=...)`` in the parent."""
@@ -292,3 +304,98 @@ def run_child(args, env, marker):
         raise RuntimeError(f"child {' '.join(args)} failed (exit code {proc.returncode}):\n"
                            f"{''.join(other)[-3000:]}")
     return elapsed, payload
+
+
+# ---- one process per framework: the worker harness of throughput.py and resnet.py ----------
+#
+# A script runs itself twice more, in a hidden ``--worker FRAMEWORK`` mode that imports only that
+# framework, and talks to each child through a pipe: one JSON command a line on the child's stdin
+# ("setup", "round", ...), one JSON reply a line on its stdout, marked with the script's marker so
+# that anything else the child prints is skipped. The parent alternates rounds between the two
+# children (``alternate_rounds``), so that whatever else the machine does hits both alike.
+
+
+def worker_framework(framework, threads):
+    """In a worker: import ``framework`` alone and run its parallel work on ``threads`` threads.
+
+    Returns (the tinyconv or torch module, how tinyconv runs its parallel kernels; None for
+    torch). The BLAS pool is limited by ``serve``.
+    """
+    if framework == "tinyconv":
+        import numba
+
+        import tinyconv
+        from tinyconv import _threads
+        numba.set_num_threads(threads)
+        return tinyconv, _threads.DESCRIPTION
+    if framework == "torch":
+        import torch
+        torch.set_num_threads(threads)
+        return torch, None
+    raise ValueError(f"unknown framework {framework!r}: 'tinyconv' or 'torch'")
+
+
+def serve(marker, threads, handlers):
+    """A worker's command loop: for each JSON line on stdin, ``handlers[cmd["cmd"]](cmd)`` gives
+    the reply, printed as ``marker`` + JSON on one line; an unknown command ("quit") ends it.
+
+    Runs with the BLAS pool (threadpoolctl) limited to ``threads``.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(threads, user_api="blas"):
+        for line in sys.stdin:
+            cmd = json.loads(line)
+            handler = handlers.get(cmd["cmd"])
+            if handler is None:
+                return
+            print(marker + json.dumps(handler(cmd)), flush=True)
+
+
+class Worker:
+    """A ``--worker`` child process of ``script`` and its command pipe (see ``serve``)."""
+
+    def __init__(self, script, framework, threads, marker, coretype=None):
+        import subprocess
+
+        self.marker = marker
+        env = thread_env(threads)
+        env["PYTHONWARNINGS"] = "ignore"
+        if coretype:  # OpenBLAS's kernels: read when numpy loads it, so set before the start
+            env["OPENBLAS_CORETYPE"] = coretype
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.abspath(script), "--worker", framework,
+             "--threads", str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            env=env, text=True)
+
+    def ask(self, **cmd):
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        for line in self.proc.stdout:
+            if line.startswith(self.marker):
+                return json.loads(line[len(self.marker):])
+        raise RuntimeError(f"benchmark worker stopped (exit code {self.proc.wait()}); "
+                           f"its error is printed above")
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+            self.proc.stdin.close()
+            self.proc.wait()
+
+
+def alternate_rounds(workers, rounds, repeats):
+    """Median seconds per call: {kind: {framework: seconds}}.
+
+    ``rounds`` times, each kind of ``repeats`` ({kind: calls in a row}) in turn, each worker of
+    ``workers`` ({framework: Worker}) in turn runs one timed round of ``repeat`` calls ("round"
+    command).
+    """
+    samples = {(kind, fw): [] for kind in repeats for fw in workers}
+    for _ in range(rounds):
+        for kind, repeat in repeats.items():
+            for fw, worker in workers.items():
+                samples[kind, fw].append(worker.ask(cmd="round", kind=kind,
+                                                    repeat=repeat)["seconds"])
+    return {kind: {fw: statistics.median(samples[kind, fw]) for fw in workers}
+            for kind in repeats}

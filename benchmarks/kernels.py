@@ -2,12 +2,17 @@
 
     python benchmarks/kernels.py                          # every kernel and shape, batch 64
     python benchmarks/kernels.py --only conv2d --rounds 7 --threads 2
-    python benchmarks/kernels.py --only fashioncnn        # the layers of one network
+    python benchmarks/kernels.py --networks fashioncnn    # the layers of one network
+    python benchmarks/kernels.py --only conv2d --coretype Haswell  # also on Haswell kernels
 
-The layer shapes are collected, not listed by hand: each network of tinyconv.models.SEED_NETWORKS
-runs one forward pass while tinyconv.nn.functional's conv2d, max_pool2d, batch_norm and linear
-are temporarily wrapped to record their arguments; shapes that occur in several networks are
-timed once. For each shape, float32 at batch 64 (``--batch``):
+The layer shapes are collected, not listed by hand: each network (tinyconv.models'
+SEED_NETWORKS and COLOUR_NETWORKS, i.e. the five seed networks and the CIFAR-10 LeNet and VGG;
+all of them by default, ``--networks`` picks some) runs one training-mode forward pass twice:
+with fusion off, while tinyconv.nn.functional's conv2d, max_pool2d, batch_norm and linear are
+temporarily wrapped to record their arguments; and with fusion on, as training runs, while
+tinyconv.nn.fusion.try_fused is wrapped to record the runs of modules that nn.Sequential computes
+as one op. Shapes that occur in several networks are timed once; the networks column names every
+network that has the layer. For each shape, float32 at batch 64 (``--batch``):
 
 * conv2d, max_pool2d, batch_norm (train mode), linear, cross_entropy (batch x 10 logits):
   *forward* is one call of the functional op on tensors that require grad, so the graph
@@ -16,26 +21,47 @@ timed once. For each shape, float32 at batch 64 (``--batch``):
   the ``.grad`` fields are reset to None before each call, as ``zero_grad()`` does.
   The ops are called through the public API, written once for both frameworks
   (``fw.nn.functional.conv2d(...)`` with ``fw`` either ``tinyconv`` or ``torch``).
+* the fused ops that training uses (tinyconv/nn/fusion.py): conv+bn+relu+maxpool (FashionCNN's
+  layers, VGG's layers before a pooling), conv+maxpool+relu (ConvModule's), conv+relu+maxpool
+  (DeepFashionCNN's second conv of each block): an ``nn.Sequential`` of the network's modules,
+  with the same weights on both sides, in train mode. tinyconv runs it as one op (checked: the
+  output's graph node must be a Function of tinyconv.ops.fused), torch as its modules one by one.
+  Forward and backward as above; backward gives the gradients of the input and of every
+  parameter. bn+relu+maxpool: the same run without the convolution, at the shapes where the
+  networks have it (there it runs inside the conv fusion; this row is the fused epilogue alone).
 * im2col and col2im: tinyconv.kernels.conv.im2col / col2im against torch.nn.functional.unfold /
   fold, each in its own native layout: tinyconv's columns are (C*KH*KW, N*OH*OW) (the layout its
   GEMM wants), unfold's are (N, C*KH*KW, OH*OW). No transposition is timed on either side.
   torch's conv2d on CPU does not go through unfold, so these rows compare the copy kernels only.
 
-Before timing, each shape is checked once: both sides must compute the same numbers. Both
-frameworks run in this one process in alternating rounds (tinyconv, torch, tinyconv, ...); each
-round starts with one untimed call (it absorbs the cost of switching thread pools, see
-_common.time_rounds) and then calls the kernel often enough to take about 10 ms. The report
-gives the median milliseconds per call and the ratio torch / tinyconv (above 1: tinyconv is
-faster). Threads are set equal on both sides, as in throughput.py. Writes JSON and a Markdown
-table (``--out``, default benchmarks/results/).
+Before timing, each shape is checked once: both sides must compute the same numbers (the
+forward output and, for the backward rows, every gradient). Both frameworks run in this one
+process in alternating rounds (tinyconv, torch, tinyconv, ...); each round starts with untimed
+calls (they absorb the cost of switching thread pools, see _common.time_rounds) and then calls
+the kernel often enough to take about 10 ms. The report gives the median milliseconds per call
+and the ratio torch / tinyconv (above 1: tinyconv is faster), and ends with a summary: how many
+conv rows (conv2d, and the fused conv ops) reach 1.0, forward and backward, and the worst three.
+Threads are set equal on both sides, as in throughput.py. Writes JSON and a Markdown table
+(``--out``, default benchmarks/results/).
+
+OpenBLAS kernels: numpy's OpenBLAS runs tinyconv's matrix products (torch does not use it) and
+picks its kernels for the CPU when numpy loads it; the report names them (threadpoolctl's
+architecture, e.g. SkylakeX). ``--coretype Haswell`` also reruns the tinyconv side in a child
+process started with OPENBLAS_CORETYPE=Haswell (read only when numpy loads, so only a fresh
+process can change it) and adds two columns: its milliseconds and its ratio against this
+process's torch times. The child reports the kernels it actually got (OpenBLAS ignores a name
+it does not know), and checks its numbers against torch like the parent.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 
@@ -51,6 +77,7 @@ from _common import (  # noqa: E402
     machine_info,
     machine_line,
     markdown_table,
+    numpy_blas,
     same_threads,
     time_rounds,
     write_report,
@@ -60,8 +87,10 @@ import tinyconv  # noqa: E402
 from tinyconv import models as tiny_models  # noqa: E402
 from tinyconv.kernels.conv import col2im, im2col  # noqa: E402
 from tinyconv.nn import functional as TF  # noqa: E402
+from tinyconv.nn import fusion  # noqa: E402
 
 FRAMEWORKS = {"tinyconv": tinyconv, "torch": torch}
+NETWORKS = {**tiny_models.SEED_NETWORKS, **tiny_models.COLOUR_NETWORKS}
 TARGET_ROUND_S = 0.01  # each round repeats a call until it takes about this long
 NUM_CLASSES = 10
 
@@ -76,13 +105,15 @@ def _pair(value):
 
 @contextlib.contextmanager
 def recording_calls(module, names, calls):
-    """Temporarily wrap ``module.<name>`` for each name, appending (name, args, kwargs) to calls."""
+    """Temporarily wrap ``module.<name>`` for each name, appending (name, args, kwargs, result)
+    to calls after each call."""
     originals = {name: getattr(module, name) for name in names}
 
     def wrap(name, fn):
         def recorder(*args, **kwargs):
-            calls.append((name, args, kwargs))
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            calls.append((name, args, kwargs, result))
+            return result
         return recorder
 
     for name, fn in originals.items():
@@ -94,11 +125,15 @@ def recording_calls(module, names, calls):
             setattr(module, name, fn)
 
 
-def _layer_key(name, args, kwargs):
+def _layer_key(name, args, kwargs, result):
     """The shape of one recorded call, batch left out: a hashable tuple, or None to skip it."""
     def arg(i, key, default=None):
         return args[i] if len(args) > i else kwargs.get(key, default)
 
+    if name == "try_fused":  # (modules, i, input) -> (output, number of modules) or None
+        modules, i, x = args
+        return None if result is None else _fused_key(
+            tuple(x.shape[1:]), [_module_spec(m) for m in modules[i:i + result[1]]])
     x = arg(0, "input")
     item = tuple(x.shape[1:])  # one sample's shape
     if name == "conv2d":
@@ -119,25 +154,74 @@ def _layer_key(name, args, kwargs):
     return None
 
 
-def collect_layer_shapes():
-    """{layer key: [names of the seed networks that use it]}, in order of first appearance."""
+# a fused run of modules is described by the specs of its modules, enough to rebuild them
+_SHORT_NAMES = {"Conv2d": "conv", "BatchNorm2d": "bn", "ReLU": "relu", "MaxPool2d": "maxpool"}
+
+
+def _module_spec(module):
+    """A hashable description of one module of a fused run (fusion.py accepts only these)."""
+    name = type(module).__name__
+    if name == "Conv2d":
+        return (name, module.in_channels, module.out_channels, _pair(module.kernel_size),
+                _pair(module.stride), _pair(module.padding), _pair(module.dilation))
+    if name == "BatchNorm2d":
+        return (name, module.num_features, module.eps, module.momentum)
+    if name == "ReLU":
+        return (name, bool(module.inplace))
+    if name == "MaxPool2d":  # fusion takes only 2x2 windows, stride 2, no padding
+        return (name,)
+    raise ValueError(f"no spec for a fused {name}")
+
+
+def _fused_key(item, specs):
+    """(kind, one sample's input shape, module specs), kind e.g. 'conv+bn+relu+maxpool'."""
+    return ("+".join(_SHORT_NAMES[spec[0]] for spec in specs), item, tuple(specs))
+
+
+def _is_fused(kind):
+    return "+" in kind
+
+
+def _conv_output(item, conv_spec):
+    """One sample's output shape of the Conv2d described by conv_spec."""
+    _, _, out_channels, kernel, stride, padding, dilation = conv_spec
+    return (out_channels,) + tuple(
+        (size + 2 * p - d * (k - 1) - 1) // s + 1
+        for size, k, s, p, d in zip(item[1:], kernel, stride, padding, dilation, strict=True))
+
+
+def collect_layer_shapes(networks=None):
+    """{layer key: [names of the networks that use it]}, in order of first appearance.
+
+    ``networks``: names of tinyconv.models' SEED_NETWORKS or COLOUR_NETWORKS (default: all).
+    """
     shapes = {}
-    for net_name, (constructor, input_shape) in tiny_models.SEED_NETWORKS.items():
+    for net_name in networks or NETWORKS:
+        constructor, input_shape = NETWORKS[net_name]
         model = constructor()
         model.train()  # batch_norm records its training-mode shape
         calls = []
-        # fusion off: nn.Sequential would run BatchNorm2d -> ReLU -> MaxPool2d as one op and
-        # bypass the functions recorded here (the fused op has rows of its own)
         was_fusing = tinyconv.nn.fusion_enabled()
-        tinyconv.nn.set_fusion(False)
         try:
+            # fusion off: nn.Sequential would run Conv2d -> BatchNorm2d -> ReLU -> MaxPool2d as
+            # one op and bypass the functions recorded here
+            tinyconv.nn.set_fusion(False)
             with recording_calls(TF, ("conv2d", "max_pool2d", "batch_norm", "linear"), calls):
+                with tinyconv.no_grad():
+                    model(tinyconv.zeros(2, *input_shape))
+            # fusion on, as in training: which runs of modules become one op
+            tinyconv.nn.set_fusion(True)
+            with recording_calls(fusion, ("try_fused",), calls):
                 with tinyconv.no_grad():
                     model(tinyconv.zeros(2, *input_shape))
         finally:
             tinyconv.nn.set_fusion(was_fusing)
-        for call in calls:
-            key = _layer_key(*call)
+        keys = [_layer_key(*call) for call in calls]
+        for key in list(keys):
+            if key is not None and key[0] == "conv+bn+relu+maxpool":
+                # the same run without the convolution: the fused epilogue alone
+                keys.append(_fused_key(_conv_output(key[1], key[2][0]), key[2][1:]))
+        for key in keys:
             if key is not None:
                 users = shapes.setdefault(key, [])
                 if net_name not in users:
@@ -165,7 +249,15 @@ def describe(key):
     if kind == "max_pool2d":
         _, item, kernel, stride, padding = key
         return f"{_size(item)}, k{_size(kernel)} s{_short(stride)} p{_short(padding)}"
-    if kind in ("batch_norm", "bn+relu+maxpool"):
+    if _is_fused(kind):
+        _, item, specs = key
+        text = _size(item)
+        if specs[0][0] == "Conv2d":
+            _, _, out_channels, kernel, stride, padding, dilation = specs[0]
+            text = describe(("conv2d", item, out_channels, kernel, stride, padding, dilation))
+        inplace = any(spec == ("ReLU", True) for spec in specs)
+        return text + (", ReLU in place" if inplace else "")
+    if kind == "batch_norm":
         return _size(key[1])
     if kind == "linear":
         return f"{key[1]} -> {key[2]}"
@@ -217,17 +309,44 @@ def batch_norm_op(key, batch, rng):
     return build
 
 
-def bn_relu_pool_op(key, batch, rng):
-    """nn.Sequential(BatchNorm2d, ReLU, MaxPool2d(2, 2)): one fused op in tinyconv, three in
-    torch (train mode)."""
-    item = key[1]
+def _module(fw, spec):
+    """The module described by a spec of _module_spec, built with framework fw."""
+    name, *args = spec
+    if name == "Conv2d":
+        in_channels, out_channels, kernel, stride, padding, dilation = args
+        return fw.nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=padding,
+                            dilation=dilation)
+    if name == "BatchNorm2d":
+        num_features, eps, momentum = args
+        return fw.nn.BatchNorm2d(num_features, eps=eps, momentum=momentum)
+    if name == "ReLU":
+        return fw.nn.ReLU(inplace=args[0])
+    return fw.nn.MaxPool2d(2, 2)
+
+
+def fused_op(key, batch, rng):
+    """A run of modules as the network has it, e.g. nn.Sequential(Conv2d, BatchNorm2d, ReLU,
+    MaxPool2d(2, 2)) in train mode: one fused op in tinyconv, its modules one by one in torch."""
+    _, item, specs = key
     arrays = [rng.standard_normal((batch, *item), dtype=np.float32)]
+    if specs[0][0] == "Conv2d":
+        _, in_channels, out_channels, kernel, *_ = specs[0]
+        arrays += [rng.standard_normal((out_channels, in_channels, *kernel),
+                                       dtype=np.float32) * 0.1,
+                   rng.standard_normal(out_channels, dtype=np.float32)]
 
     def build(fw):
-        (x,) = _leaves(fw, arrays)
-        block = fw.nn.Sequential(fw.nn.BatchNorm2d(item[0]), fw.nn.ReLU(),
-                                 fw.nn.MaxPool2d(2, 2))
+        (x,) = _leaves(fw, arrays[:1])
+        modules = [_module(fw, spec) for spec in specs]
+        if len(arrays) == 3:  # the same convolution weights on both sides
+            with fw.no_grad():
+                modules[0].weight.copy_(fw.from_numpy(arrays[1]))
+                modules[0].bias.copy_(fw.from_numpy(arrays[2]))
+        block = fw.nn.Sequential(*modules)
         return (lambda: block(x)), [x, *block.parameters()]
+    if specs[0][0] == "Conv2d" and specs[1][0] == "BatchNorm2d":
+        # the conv bias's gradient (leaf 2) is zero: batch norm in training subtracts the mean
+        build.vanishing = (2,)
     return build
 
 
@@ -262,9 +381,13 @@ def _as_numpy(t):
     return t.detach().numpy()
 
 
-def check_same(name, tiny_out, torch_out, tol=1e-3):
+def check_same(name, tiny_out, torch_out, tol=1e-3, scaled=False):
+    """Fail unless the two arrays are equal within ``tol`` (relative and absolute). ``scaled``:
+    the absolute part scales with the largest value of torch's array (for gradients, float32
+    sums of up to ~10^5 terms, whose rounding grows with their size)."""
     a, b = np.asarray(tiny_out), np.asarray(torch_out)
-    if a.shape != b.shape or not np.allclose(a, b, rtol=tol, atol=tol):
+    atol = tol * max(1.0, float(np.abs(b).max(initial=0))) if scaled else tol
+    if a.shape != b.shape or not np.allclose(a, b, rtol=tol, atol=atol):
         err = np.abs(a - b).max() if a.shape == b.shape else f"shapes {a.shape} {b.shape}"
         raise AssertionError(f"{name}: tinyconv and torch disagree (max difference {err})")
 
@@ -280,29 +403,48 @@ def auto_repeat(fns, target_s=TARGET_ROUND_S):
     return int(min(1000, max(1, round(target_s / max(slowest, 1e-9)))))
 
 
-def time_pair(fns, rounds):
-    """{'tinyconv': ms, 'torch': ms, 'repeat': n}: median milliseconds per call of each side."""
+def time_pair(fns, rounds, sides):
+    """{side: ms, ..., 'repeat': n}: median milliseconds per call of each side in ``sides``."""
+    fns = {side: fn for side, fn in fns.items() if side in sides}
     repeat = auto_repeat(fns)
     medians = time_rounds(fns, rounds, repeat, settle=True)
     return {side: 1e3 * seconds for side, seconds in medians.items()} | {"repeat": repeat}
 
 
-def bench_op(label, build, rounds, want):
+def bench_op(label, build, rounds, want, sides):
     """Forward and backward timings of one op; want: which of 'forward'/'backward' to run."""
     forward, leaves, outputs = {}, {}, {}
     for side, fw in FRAMEWORKS.items():
         forward[side], leaves[side] = build(fw)
         outputs[side] = forward[side]()
     check_same(label, _as_numpy(outputs["tinyconv"]), _as_numpy(outputs["torch"]))
+    if _is_fused(label.split()[0]):
+        node = outputs["tinyconv"].grad_fn
+        if node is None or node.fn.__module__ != "tinyconv.ops.fused":
+            raise AssertionError(f"{label}: tinyconv did not run it as one fused op (its output "
+                                 f"comes from {node and node.fn.__name__})")
     results = {}
     if "forward" in want:
-        results["forward"] = time_pair(forward, rounds)
+        results["forward"] = time_pair(forward, rounds, sides)
     if "backward" in want:
         grad = np.random.default_rng(1).standard_normal(tuple(outputs["torch"].shape),
                                                         dtype=np.float32)
         backward = {side: _backward_fn(FRAMEWORKS[side], outputs[side], leaves[side], grad)
                     for side in FRAMEWORKS}
-        results["backward"] = time_pair(backward, rounds)
+        for side in FRAMEWORKS:
+            backward[side]()
+        grads = {side: [_as_numpy(leaf.grad) for leaf in leaves[side]] for side in FRAMEWORKS}
+        scale = max(float(np.abs(g).max(initial=0)) for g in grads["torch"])
+        for i, (a, b) in enumerate(zip(grads["tinyconv"], grads["torch"], strict=True)):
+            if i in getattr(build, "vanishing", ()):
+                # zero in exact arithmetic: both must be rounding noise, small against the rest
+                for side, g in (("tinyconv", a), ("torch", b)):
+                    if np.abs(g).max() > 1e-3 * scale:
+                        raise AssertionError(f"{label}: {side}'s gradient of input {i} should "
+                                             f"vanish, it reaches {np.abs(g).max()}")
+            else:
+                check_same(f"{label}, gradient of input {i}", a, b, scaled=True)
+        results["backward"] = time_pair(backward, rounds, sides)
     return results
 
 
@@ -316,7 +458,7 @@ def _backward_fn(fw, out, leaves, grad):
     return backward
 
 
-def bench_im2col(key, batch, rounds, want):
+def bench_im2col(key, batch, rounds, want, sides):
     """im2col vs unfold and col2im vs fold, each framework in its native column layout."""
     _, item, _, (kh, kw), stride, padding, dilation = key
     rng = np.random.default_rng(0)
@@ -334,14 +476,15 @@ def bench_im2col(key, batch, rounds, want):
                    .transpose(1, 0, 2).reshape(K, NL))
         results["im2col"] = time_pair({
             "tinyconv": lambda: im2col(x, kh, kw, stride, padding, dilation),
-            "torch": lambda: unfold(xt, (kh, kw), dilation, padding, stride)}, rounds)
+            "torch": lambda: unfold(xt, (kh, kw), dilation, padding, stride)}, rounds, sides)
     if "col2im" in want:
         size = item[1:]
         check_same("col2im", col2im(cols, x.shape, kh, kw, stride, padding, dilation),
                    fold(cols_t, size, (kh, kw), dilation, padding, stride).numpy())
         results["col2im"] = time_pair({
             "tinyconv": lambda: col2im(cols, x.shape, kh, kw, stride, padding, dilation),
-            "torch": lambda: fold(cols_t, size, (kh, kw), dilation, padding, stride)}, rounds)
+            "torch": lambda: fold(cols_t, size, (kh, kw), dilation, padding, stride)}, rounds,
+            sides)
     return results
 
 
@@ -350,34 +493,35 @@ def bench_im2col(key, batch, rounds, want):
 
 
 # the table groups the rows by kernel, in this order (shapes in order of first appearance)
-TABLE_ORDER = {"conv2d": 0, "im2col": 1, "col2im": 1, "max_pool2d": 2, "batch_norm": 3,
-               "bn+relu+maxpool": 4, "linear": 5, "cross_entropy": 6}
+TABLE_ORDER = {"conv2d": 0, "conv+bn+relu+maxpool": 1, "conv+maxpool+relu": 2,
+               "conv+relu+maxpool": 3, "im2col": 4, "col2im": 4, "max_pool2d": 5,
+               "batch_norm": 6, "bn+relu+maxpool": 7, "linear": 8, "cross_entropy": 9}
 OPS = {"conv2d": conv2d_op, "max_pool2d": max_pool2d_op, "batch_norm": batch_norm_op,
-       "bn+relu+maxpool": bn_relu_pool_op, "linear": linear_op,
-       "cross_entropy": cross_entropy_op}
+       "linear": linear_op, "cross_entropy": cross_entropy_op}
 
 
-def benchmark_items(batch):
+def _order(kind):
+    return TABLE_ORDER.get(kind, len(TABLE_ORDER))  # a fused run not listed: after the others
+
+
+def benchmark_items(batch, networks=None):
     """[(kernel name, shape label, networks, layer key)] for every kernel and shape."""
     items = []
-    for key, networks in collect_layer_shapes().items():
+    for key, users in collect_layer_shapes(networks).items():
         kind, shape = key[0], describe(key)
         parts = ["forward", "backward"] + (["im2col", "col2im"] if kind == "conv2d" else [])
         items += [(f"{kind} {part}" if part in ("forward", "backward") else part, shape,
-                   networks, key) for part in parts]
-        if kind == "batch_norm" and key[1][1] % 2 == 0 and key[1][2] % 2 == 0:
-            # FashionCNN's BatchNorm2d is followed by ReLU and MaxPool2d(2, 2): fused in tinyconv
-            fused_key = ("bn+relu+maxpool", key[1])
-            items += [(f"bn+relu+maxpool {part}", shape, networks, fused_key)
-                      for part in ("forward", "backward")]
+                   users, key) for part in parts]
     shape = f"{batch}x{NUM_CLASSES} logits"
     items += [(f"cross_entropy {part}", shape, ["all"], ("cross_entropy",))
               for part in ("forward", "backward")]
-    return sorted(items, key=lambda item: TABLE_ORDER[item[0].split()[0]])  # stable: by kind
+    return sorted(items, key=lambda item: _order(item[0].split()[0]))  # stable: by kind
 
 
-def run(items, batch, rounds):
-    """Time the items; the ops of one shape share their tensors. Returns the table rows."""
+def run(items, batch, rounds, sides=tuple(FRAMEWORKS)):
+    """Time the items (on ``sides``: both frameworks, or tinyconv alone); the ops of one shape
+    share their tensors. Returns the table rows (torch_ms and ratio None if torch is not timed).
+    """
     rows = []
     by_key = {}
     for kernel, shape, networks, key in items:
@@ -385,33 +529,136 @@ def run(items, batch, rounds):
     for key, entries in by_key.items():
         want = [kernel.split()[-1] for kernel, _, _ in entries]  # forward/backward/im2col/col2im
         if key[0] == "conv2d" and ({"im2col", "col2im"} & set(want)):
-            results = bench_im2col(key, batch, rounds, want)
+            results = bench_im2col(key, batch, rounds, want, sides)
         else:
             results = {}
         if {"forward", "backward"} & set(want):
-            build = OPS[key[0]](key, batch, np.random.default_rng(0))
-            results |= bench_op(f"{key[0]} {entries[0][1]}", build, rounds, want)
+            build = OPS.get(key[0], fused_op)(key, batch, np.random.default_rng(0))
+            results |= bench_op(f"{key[0]} {entries[0][1]}", build, rounds, want, sides)
         for kernel, shape, networks in entries:
             timing = results[kernel.split()[-1]]
+            torch_ms = timing.get("torch")
             row = {"kernel": kernel, "shape": shape, "batch": batch, "networks": networks,
-                   "tinyconv_ms": timing["tinyconv"], "torch_ms": timing["torch"],
-                   "ratio": timing["torch"] / timing["tinyconv"], "repeat": timing["repeat"]}
+                   "tinyconv_ms": timing["tinyconv"], "torch_ms": torch_ms,
+                   "ratio": torch_ms / timing["tinyconv"] if torch_ms else None,
+                   "repeat": timing["repeat"]}
             rows.append(row)
-            print(f"{kernel:>18} {shape:<28} tinyconv {row['tinyconv_ms']:8.3f} ms  torch "
-                  f"{row['torch_ms']:8.3f} ms  ratio {row['ratio']:5.2f}", flush=True)
+            against = (f"torch {torch_ms:8.3f} ms  ratio {row['ratio']:5.2f}" if torch_ms
+                       else "(tinyconv only)")
+            print(f"{kernel:>26} {shape:<40} tinyconv {row['tinyconv_ms']:8.3f} ms  {against}",
+                  flush=True)
     return rows
 
 
-def markdown(rows, info, command):
-    lines = [f"Command: `{command}`  ", machine_line(info), "",
+# ---------------------------------------------------------------------------------------------
+# the same tinyconv timings under other OpenBLAS kernels (--coretype), in a child process
+
+
+def rerun_tinyconv(args, coretype):
+    """Run this script's tinyconv side again in a child with OPENBLAS_CORETYPE=coretype; returns
+    the child's {'architecture', 'blas', 'rows'}."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "rows.json")
+        argv = ["--rounds", str(args.rounds), "--threads", str(args.threads),
+                "--batch", str(args.batch), "--only", args.only, "--networks", *args.networks,
+                "--tinyconv-only", path]
+        print(f"\ntinyconv again with OPENBLAS_CORETYPE={coretype} (child process)", flush=True)
+        subprocess.run([sys.executable, os.path.abspath(__file__), *argv], check=True,
+                       env=dict(os.environ, OPENBLAS_CORETYPE=coretype))
+        with open(path) as f:
+            return json.load(f)
+
+
+def merge_coretype(rows, child):
+    """Add the child's tinyconv times to rows (matched by kernel and shape), with their ratios
+    against this process's torch times."""
+    theirs = {(r["kernel"], r["shape"]): r["tinyconv_ms"] for r in child["rows"]}
+    for row in rows:
+        ms = theirs[(row["kernel"], row["shape"])]
+        row["coretype_tinyconv_ms"] = ms
+        row["coretype_ratio"] = row["torch_ms"] / ms
+
+
+# ---------------------------------------------------------------------------------------------
+# the report
+
+
+def is_conv_row(row):
+    """A row of a convolution layer: conv2d itself or a fused op that starts with one."""
+    kind, part = row["kernel"].split()[0], row["kernel"].split()[-1]
+    return kind.startswith("conv") and part in ("forward", "backward")
+
+
+def summarize(rows, ratio="ratio"):
+    """For conv2d rows and fused conv rows: how many reach 1.0 forward and backward, and the
+    worst three rows (forward and backward together) by ``ratio``."""
+    groups = {"conv2d": [r for r in rows if is_conv_row(r) and r["kernel"].startswith("conv2d")],
+              "fused conv ops": [r for r in rows if is_conv_row(r)
+                                 and not r["kernel"].startswith("conv2d")]}
+    summary = {}
+    for group, members in groups.items():
+        if not members:
+            continue
+        entry = {}
+        for part in ("forward", "backward"):
+            ratios = [r[ratio] for r in members if r["kernel"].endswith(part)]
+            entry[part] = {"at_least_1": sum(x >= 1.0 for x in ratios), "rows": len(ratios)}
+        worst = sorted(members, key=lambda r: r[ratio])[:3]
+        entry["worst"] = [{"kernel": r["kernel"], "shape": r["shape"], "ratio": r[ratio]}
+                          for r in worst]
+        summary[group] = entry
+    return summary
+
+
+def _summary_lines(summary, title):
+    lines = markdown_table(
+        [title, "forward >= 1.0", "backward >= 1.0", "worst three (ratio)"], "lrrl",
+        [[group, f"{e['forward']['at_least_1']} of {e['forward']['rows']}",
+          f"{e['backward']['at_least_1']} of {e['backward']['rows']}",
+          "; ".join(f"{w['kernel']} {w['shape']} ({w['ratio']:.2f})" for w in e["worst"])]
+         for group, e in summary.items()])
+    return lines + [""]
+
+
+def blas_line(info, coretype=None):
+    """Which OpenBLAS kernels ran tinyconv's matrix products (and the --coretype child's)."""
+    set_by = (f"OPENBLAS_CORETYPE={info['openblas_coretype']}" if info["openblas_coretype"]
+              else "OpenBLAS's own choice for this CPU")
+    line = (f"OpenBLAS kernels for tinyconv's matrix products (numpy's BLAS; torch does not use "
+            f"it): {info['blas_architecture']} ({set_by})")
+    if coretype:
+        line += (f"; in the {coretype['architecture']} columns: {coretype['architecture']} "
+                 f"(child process with OPENBLAS_CORETYPE={coretype['requested']})")
+    return line + ".  "
+
+
+def markdown(rows, info, command, summary, coretype=None):
+    lines = [f"Command: `{command}`  ", machine_line(info) + "  ", blas_line(info, coretype), "",
              "Median milliseconds per call, float32; ratio = torch / tinyconv (above 1: "
              "tinyconv is faster).", ""]
-    lines += markdown_table(
-        ["kernel", "shape (one sample)", "batch", "tinyconv ms", "torch ms", "ratio",
-         "networks"], "llrrrrl",
-        [[r["kernel"], r["shape"], r["batch"], f"{r['tinyconv_ms']:.3f}",
-          f"{r['torch_ms']:.3f}", f"{r['ratio']:.2f}", ", ".join(r["networks"])] for r in rows])
-    return "\n".join(lines) + "\n"
+    header = ["kernel", "shape (one sample)", "batch", "tinyconv ms", "torch ms", "ratio"]
+    align = "llrrrr"
+    if coretype:
+        header += [f"tinyconv ms ({coretype['architecture']})",
+                   f"ratio ({coretype['architecture']})"]
+        align += "rr"
+    table = []
+    for r in rows:
+        cells = [r["kernel"], r["shape"], r["batch"], f"{r['tinyconv_ms']:.3f}",
+                 f"{r['torch_ms']:.3f}", f"{r['ratio']:.2f}"]
+        if coretype:
+            cells += [f"{r['coretype_tinyconv_ms']:.3f}", f"{r['coretype_ratio']:.2f}"]
+        table.append(cells + [", ".join(r["networks"])])
+    lines += markdown_table(header + ["networks"], align + "l", table) + [""]
+    if summary["default"]:
+        lines += ["## Summary: conv layers against torch", "",
+                  "Rows whose ratio (unrounded) is at least 1.0, forward and backward; conv2d is "
+                  "the convolution alone, the fused conv ops are the runs of modules that "
+                  "training computes as one op.", ""]
+        lines += _summary_lines(summary["default"], f"{info['blas_architecture']} kernels")
+        if coretype:
+            lines += _summary_lines(summary["coretype"], f"{coretype['architecture']} kernels")
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def main(argv=None):
@@ -419,23 +666,50 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS),
+                        metavar="NAME",
+                        help=f"the networks whose layers are timed (default: all of "
+                             f"{', '.join(NETWORKS)})")
     parser.add_argument("--only", default="",
                         help="time only the items whose kernel name, shape or network names "
                              "contain this text, e.g. 'conv2d backward', 'im2col', '32x14x14', "
-                             "'convmodule'")
+                             "'convmodule', 'conv+'")
+    parser.add_argument("--coretype", metavar="NAME",
+                        help="also time the tinyconv side under these OpenBLAS kernels (e.g. "
+                             "Haswell), in a child process with OPENBLAS_CORETYPE=NAME")
     parser.add_argument("--out", default=DEFAULT_OUT)
+    parser.add_argument("--tinyconv-only", metavar="PATH", help=argparse.SUPPRESS)  # the child
     args = parser.parse_args(argv)
 
     items = [(kernel, shape, networks, key)
-             for kernel, shape, networks, key in benchmark_items(args.batch)
+             for kernel, shape, networks, key in benchmark_items(args.batch, args.networks)
              if args.only.lower() in f"{kernel} {shape} {' '.join(networks)}".lower()]
     if not items:
-        parser.error(f"--only {args.only!r} matches no kernel")
+        parser.error(f"--only {args.only!r} matches no kernel of --networks "
+                     f"{' '.join(args.networks)}")
     info = machine_info(args.threads)
+    info["blas_architecture"] = numpy_blas().get("architecture", "unknown")
+    if args.tinyconv_only:
+        with same_threads(args.threads):
+            rows = run(items, args.batch, args.rounds, sides=("tinyconv",))
+        with open(args.tinyconv_only, "w") as f:
+            json.dump({"architecture": info["blas_architecture"], "blas": info["blas"],
+                       "rows": rows}, f)
+        return rows
     with same_threads(args.threads):
         rows = run(items, args.batch, args.rounds)
+    coretype = None
+    summary = {"default": summarize(rows)}
+    if args.coretype:
+        child = rerun_tinyconv(args, args.coretype)
+        merge_coretype(rows, child)
+        coretype = {"requested": args.coretype, "architecture": child["architecture"],
+                    "blas": child["blas"]}
+        summary["coretype"] = summarize(rows, "coretype_ratio")
     command = command_line("kernels.py", argv)
-    write_report(args.out, "kernels", info, command, rows, markdown(rows, info, command))
+    write_report(args.out, "kernels", info, command, rows,
+                 markdown(rows, info, command, summary, coretype), coretype=coretype,
+                 summary=summary)
     return rows
 
 

@@ -27,10 +27,7 @@ cProfile, summed by op (each autograd Function's forward and backward) and by ke
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
 
@@ -40,12 +37,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # Only the standard library and _common up to here: a worker imports its framework itself.
 from _common import (  # noqa: E402
     DEFAULT_OUT,
+    Worker,
+    alternate_rounds,
     command_line,
     machine_info,
     machine_line,
     markdown_table,
-    thread_env,
+    serve,
     timed_round,
+    worker_framework,
     write_report,
 )
 from memory import peak_rss_mib  # noqa: E402
@@ -91,96 +91,55 @@ def build(fw, framework, batch, size, weights_path):
 
 
 def worker(framework, threads):
-    """The hidden ``--worker`` mode: answer the parent's commands, one JSON line each."""
-    from threadpoolctl import threadpool_limits
-
-    if framework == "tinyconv":
-        import numba
-
-        import tinyconv as fw
-        from tinyconv import _threads
-        numba.set_num_threads(threads)
-        layer = _threads.DESCRIPTION
-    else:
-        import torch as fw
-        fw.set_num_threads(threads)
-        layer = None
+    """The hidden ``--worker`` mode: answer the parent's commands (see _common.serve)."""
+    fw, layer = worker_framework(framework, threads)
     fns = {}
-    with threadpool_limits(threads, user_api="blas"):
-        for line in sys.stdin:
-            cmd = json.loads(line)
-            if cmd["cmd"] == "setup":
-                train, evaluate = build(fw, framework, cmd["batch"], cmd["size"], cmd["weights"])
-                baseline = peak_rss_mib()
-                train()
-                train()  # the second step also holds Adam's moments
-                peak = peak_rss_mib()
-                evaluate()
-                evaluate()  # warm-up (numba compilation, allocator)
-                fns = {"train": train, "eval": evaluate}
-                reply = {"layer": layer, "baseline_mib": baseline, "peak_mib": peak,
-                         "torch_imported": "torch" in sys.modules}
-            elif cmd["cmd"] == "round":
-                reply = {"seconds": timed_round(fns[cmd["kind"]], cmd["repeat"])}
-            elif cmd["cmd"] == "profile":
-                ops, leaves, total = profile_step(fns["train"])
-                reply = {"ops": ops, "functions": leaves, "total_s": total}
-            else:
-                return
-            print(MARKER + json.dumps(reply), flush=True)
+
+    def setup(cmd):
+        train, evaluate = build(fw, framework, cmd["batch"], cmd["size"], cmd["weights"])
+        baseline = peak_rss_mib()
+        train()
+        train()  # the second step also holds Adam's moments
+        peak = peak_rss_mib()
+        evaluate()
+        evaluate()  # warm-up (numba compilation, allocator)
+        fns.update(train=train, eval=evaluate)
+        return {"layer": layer, "baseline_mib": baseline, "peak_mib": peak,
+                "torch_imported": "torch" in sys.modules}
+
+    def timed(cmd):
+        return {"seconds": timed_round(fns[cmd["kind"]], cmd["repeat"])}
+
+    def profile(cmd):
+        ops, leaves, total = profile_step(fns["train"])
+        return {"ops": ops, "functions": leaves, "total_s": total}
+
+    serve(MARKER, threads, {"setup": setup, "round": timed, "profile": profile})
 
 
-class Worker:
-    """A ``--worker`` child process and its command pipe."""
-
-    def __init__(self, framework, threads):
-        env = thread_env(threads)
-        env["PYTHONWARNINGS"] = "ignore"
-        self.proc = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--worker", framework,
-             "--threads", str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            env=env, text=True)
-
-    def ask(self, **cmd):
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
-        for line in self.proc.stdout:
-            if line.startswith(MARKER):
-                return json.loads(line[len(MARKER):])
-        raise RuntimeError(f"benchmark worker stopped (exit code {self.proc.wait()}); "
-                           f"its error is printed above")
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
-            self.proc.stdin.close()
-            self.proc.wait()
+def start_worker(framework, threads):
+    """A ``--worker`` child of this script."""
+    return Worker(__file__, framework, threads, MARKER)
 
 
 def bench_batch(batch, size, rounds, threads, tmp):
     """One fresh pair of workers for this batch size (so that peak memory is this batch's)."""
-    workers = {fw: Worker(fw, threads) for fw in FRAMEWORKS}
+    workers = {fw: start_worker(fw, threads) for fw in FRAMEWORKS}
     try:
         weights = os.path.join(tmp, f"resnet18-{batch}.npz")
         setup = {fw: workers[fw].ask(cmd="setup", batch=batch, size=size, weights=weights)
                  for fw in FRAMEWORKS}  # tinyconv first: it writes the weights
-        samples = {(kind, fw): [] for kind in ("train", "eval") for fw in FRAMEWORKS}
-        for _ in range(rounds):
-            for kind in ("train", "eval"):
-                for fw in FRAMEWORKS:
-                    samples[kind, fw].append(workers[fw].ask(cmd="round", kind=kind,
-                                                             repeat=1)["seconds"])
+        med = alternate_rounds(workers, rounds, {"train": 1, "eval": 1})
     finally:
         for w in workers.values():
             w.close()
     row = {"batch": batch, "size": size, "rounds": rounds, "layer": setup["tinyconv"]["layer"],
            "tinyconv_torch_imported": setup["tinyconv"]["torch_imported"]}
     for kind in ("train", "eval"):
-        med = {fw: statistics.median(samples[kind, fw]) for fw in FRAMEWORKS}
         for fw in FRAMEWORKS:
-            row[f"{kind}_{fw}_s"] = med[fw]
-            row[f"{kind}_{fw}_img_s"] = batch / med[fw]
-        row[f"{kind}_ratio"] = med["torch"] / med["tinyconv"]
+            row[f"{kind}_{fw}_s"] = med[kind][fw]
+            row[f"{kind}_{fw}_img_s"] = batch / med[kind][fw]
+        row[f"{kind}_ratio"] = med[kind]["torch"] / med[kind]["tinyconv"]
     for fw in FRAMEWORKS:
         row[f"peak_{fw}_mib"] = setup[fw]["peak_mib"]
         row[f"training_{fw}_mib"] = setup[fw]["peak_mib"] - setup[fw]["baseline_mib"]
@@ -295,7 +254,7 @@ def main(argv=None):
     lines = markdown(rows, info, command)
     extra = {"targets": TARGETS}
     if args.profile:  # in a fresh tinyconv worker, which imports no torch
-        worker_ = Worker("tinyconv", args.threads)
+        worker_ = start_worker("tinyconv", args.threads)
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 worker_.ask(cmd="setup", batch=args.batches[0], size=args.size,

@@ -3,6 +3,7 @@
     python benchmarks/throughput.py                       # all networks, 2 threads
     python benchmarks/throughput.py --models fashioncnn --rounds 7 --threads 2
     python benchmarks/throughput.py --same-process        # both frameworks in this process
+    python benchmarks/throughput.py --coretype Haswell    # numpy's OpenBLAS on Haswell kernels
 
 Each framework runs in a process of its own (this script in a hidden ``--worker`` mode that
 imports only that framework), on the same random batch and from the same initial weights, and
@@ -12,7 +13,10 @@ median of the rounds and the ratio tinyconv / torch (above 1: tinyconv is faster
 set equal on both sides: numba's thread count, the BLAS pool (threadpoolctl) and
 ``torch.set_num_threads``. Training is one forward, backward and Adam step at batch 64;
 evaluation is a no-grad forward at batch 1000. Writes JSON and a Markdown table (``--out``,
-default benchmarks/results/).
+default benchmarks/results/). The report names the OpenBLAS kernels that ran tinyconv's matrix
+products, as the tinyconv worker found them (threadpoolctl's architecture, e.g. SkylakeX);
+``--coretype NAME`` starts the workers with OPENBLAS_CORETYPE=NAME, which OpenBLAS reads when
+numpy loads it (torch does not use numpy's OpenBLAS).
 
 Why two processes: the frameworks share process-wide thread runtimes. A process has one GNU
 OpenMP runtime (libgomp), and whoever loads it first fixes its wait policy for both: torch's
@@ -25,10 +29,7 @@ imported first and keeps its setting, and tinyconv falls back to numba's workque
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
 import warnings
@@ -42,13 +43,18 @@ warnings.filterwarnings("ignore", message=".*dropout2d.*")
 from _common import (  # noqa: E402
     DEFAULT_OUT,
     LOG_PROB_MODELS,
+    Worker,
+    alternate_rounds,
     command_line,
+    import_framework,
     machine_info,
     machine_line,
+    numpy_blas,
     same_threads,
-    thread_env,
+    serve,
     time_rounds,
     timed_round,
+    worker_framework,
     write_report,
 )
 
@@ -93,89 +99,48 @@ def steps(fw, model, name, x, y, xe):
 
 
 def worker(framework, threads):
-    """The hidden ``--worker`` mode: answer the parent's commands, one JSON line each, on stdin."""
+    """The hidden ``--worker`` mode: answer the parent's commands (see _common.serve)."""
     import numpy as np
-    from threadpoolctl import threadpool_limits
 
-    if framework == "tinyconv":
-        import numba
-
-        import tinyconv as fw
-        from tinyconv import _threads, models
-        numba.set_num_threads(threads)
-        layer = _threads.DESCRIPTION
-    else:
-        import torch as fw
-
-        from parity import models
-        fw.set_num_threads(threads)
-        layer = None
+    fw, layer = worker_framework(framework, threads)
+    _, models = import_framework(framework)
     fns = {}
-    with threadpool_limits(threads, user_api="blas"):
-        for line in sys.stdin:
-            cmd = json.loads(line)
-            if cmd["cmd"] == "setup":  # build the network; tinyconv writes the initial weights
-                name, path = cmd["model"], cmd["weights"]
-                fw.manual_seed(0)
-                model = models.SEED_NETWORKS[name][0]()
-                if framework == "tinyconv":
-                    np.savez(path, **{k: v.numpy() for k, v in model.state_dict().items()})
-                else:
-                    with np.load(path) as saved:
-                        model.load_state_dict({k: fw.from_numpy(saved[k]) for k in saved.files})
-                train, evaluate = steps(fw, model, name, *batches(models.SEED_NETWORKS[name][1]))
-                fns = {"train": train, "eval": evaluate}
-                for fn in fns.values():  # warm-up (numba compilation, allocator)
-                    fn()
-                    fn()
-                reply = {"layer": layer}
-            elif cmd["cmd"] == "round":
-                reply = {"seconds": timed_round(fns[cmd["kind"]], cmd["repeat"], settle=True)}
-            else:
-                return
-            print(MARKER + json.dumps(reply), flush=True)
+
+    def setup(cmd):  # build the network; tinyconv writes the initial weights
+        name, path = cmd["model"], cmd["weights"]
+        fw.manual_seed(0)
+        model = models.SEED_NETWORKS[name][0]()
+        if framework == "tinyconv":
+            np.savez(path, **{k: v.numpy() for k, v in model.state_dict().items()})
+        else:
+            with np.load(path) as saved:
+                model.load_state_dict({k: fw.from_numpy(saved[k]) for k in saved.files})
+        train, evaluate = steps(fw, model, name, *batches(models.SEED_NETWORKS[name][1]))
+        fns.update(train=train, eval=evaluate)
+        for fn in fns.values():  # warm-up (numba compilation, allocator)
+            fn()
+            fn()
+        return {"layer": layer, "blas": numpy_blas().get("architecture")}
+
+    def timed(cmd):
+        return {"seconds": timed_round(fns[cmd["kind"]], cmd["repeat"], settle=True)}
+
+    serve(MARKER, threads, {"setup": setup, "round": timed})
 
 
-class Worker:
-    """A ``--worker`` child process and its command pipe."""
-
-    def __init__(self, framework, threads):
-        env = thread_env(threads)
-        env["PYTHONWARNINGS"] = "ignore"
-        self.proc = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--worker", framework,
-             "--threads", str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            env=env, text=True)
-
-    def ask(self, **cmd):
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
-        for line in self.proc.stdout:
-            if line.startswith(MARKER):
-                return json.loads(line[len(MARKER):])
-        raise RuntimeError(f"benchmark worker stopped (exit code {self.proc.wait()}); "
-                           f"its error is printed above")
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
-            self.proc.stdin.close()
-            self.proc.wait()
+def start_worker(framework, threads, coretype=None):
+    """A ``--worker`` child of this script (``coretype``: OPENBLAS_CORETYPE in its environment)."""
+    return Worker(__file__, framework, threads, MARKER, coretype)
 
 
 def bench_model_processes(name, rounds, workers, weights):
-    """Alternating rounds between the two worker processes: {kind: {framework: seconds}}."""
-    layer = workers["tinyconv"].ask(cmd="setup", model=name, weights=weights)["layer"]
+    """Alternating rounds between the two worker processes: ({kind: {framework: seconds}},
+    the tinyconv worker's setup reply)."""
+    setup = workers["tinyconv"].ask(cmd="setup", model=name, weights=weights)
     workers["torch"].ask(cmd="setup", model=name, weights=weights)
-    med = {}
-    for kind, repeat in (("train", 5), ("eval", 1)):
-        samples = {fw: [] for fw in FRAMEWORKS}
-        for _ in range(rounds):
-            for fw in FRAMEWORKS:
-                samples[fw].append(workers[fw].ask(cmd="round", kind=kind,
-                                                   repeat=repeat)["seconds"])
-        med[kind] = {fw: statistics.median(v) for fw, v in samples.items()}
-    return med, layer
+    med = {**alternate_rounds(workers, rounds, {"train": 5}),
+           **alternate_rounds(workers, rounds, {"eval": 1})}
+    return med, setup
 
 
 # ---- both frameworks in this process (--same-process) ----------------------------------------
@@ -232,11 +197,17 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--same-process", action="store_true",
                         help="run both frameworks in this process (see the module docstring)")
+    parser.add_argument("--coretype", metavar="NAME",
+                        help="start the worker processes with OPENBLAS_CORETYPE=NAME (e.g. "
+                             "Haswell): the OpenBLAS kernels of tinyconv's matrix products")
     parser.add_argument("--out", default=DEFAULT_OUT)
     parser.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return worker(args.worker, args.threads)
+    if args.coretype and args.same_process:
+        parser.error("--coretype needs the worker processes (OpenBLAS reads OPENBLAS_CORETYPE "
+                     "when numpy loads, before this process could set it); drop --same-process")
 
     info = machine_info(args.threads)
     info["processes"] = "both in one process" if args.same_process else "one process each"
@@ -247,13 +218,18 @@ def main(argv=None):
                 rows.append(row_of(name, bench_model_same_process(name, args.rounds)))
                 _print(rows[-1])
     else:
-        workers = {fw: Worker(fw, args.threads) for fw in FRAMEWORKS}
+        workers = {fw: start_worker(fw, args.threads, args.coretype) for fw in FRAMEWORKS}
+        if args.coretype:
+            info["openblas_coretype"] = f"{args.coretype} (worker processes)"
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 for name in args.models:
-                    med, layer = bench_model_processes(name, args.rounds, workers,
+                    med, setup = bench_model_processes(name, args.rounds, workers,
                                                        os.path.join(tmp, f"{name}.npz"))
-                    info["numba_threading_layer"] = layer
+                    info["numba_threading_layer"] = setup["layer"]
+                    blas = numpy_blas()  # this process's library; the kernels: the worker's
+                    info["blas"] = (f"{blas.get('internal_api')} {blas.get('version')} "
+                                    f"({setup['blas']} kernels in the tinyconv worker)")
                     rows.append(row_of(name, med))
                     _print(rows[-1])
         finally:

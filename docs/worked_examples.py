@@ -470,8 +470,10 @@ EXAMPLES = {f.__name__: f for f in (conv_forward, conv_backward, maxpool_backwar
 if DOCS not in sys.path:
     sys.path.insert(0, DOCS)
 import worked_layers  # noqa: E402
+import worked_winograd  # noqa: E402  (winograd.md)
 
 EXAMPLES.update(worked_layers.EXAMPLES)
+EXAMPLES.update(worked_winograd.EXAMPLES)
 
 BLOCK = re.compile(r"(<!-- example: (\w+) -->\n)(.*?)(<!-- /example -->)", re.S)
 

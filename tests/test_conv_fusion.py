@@ -143,6 +143,36 @@ def test_evaluation_in_chunks_equals_unfused(pattern, monkeypatch):
     np.testing.assert_array_equal(*eval_fused_and_not(a, b, x))
 
 
+@pytest.mark.parametrize("fuse", [True, False])
+@pytest.mark.parametrize("pattern", sorted(PATTERNS))
+def test_training_in_chunks_equals_whole_batch(pattern, fuse, monkeypatch):
+    # forward and backward go through the batch in chunks of samples, backward rebuilding each
+    # chunk's columns from x: with chunks of one or two samples the values and gradients equal
+    # those of the whole batch at once (float64: only the order of gW's sum differs)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 2, 6, 8))
+    results = []
+    for elements in (1 << 30, 200, 1):  # one chunk; chunks of one or two samples; of one
+        monkeypatch.setattr("tinyconv.ops.conv.CHUNK_ELEMENTS", elements)
+        nn.set_fusion(fuse)
+        try:
+            model, _ = twins(pattern, np.float64, np.random.default_rng(4))
+            xt = tinyconv.from_numpy(x.copy()).requires_grad_()
+            out = model(xt)
+            (out * tinyconv.from_numpy(np.cos(np.arange(out.numel())).reshape(out.shape))).sum(
+            ).backward()
+        finally:
+            nn.set_fusion(True)
+        results.append((out.detach().numpy(), xt.grad.numpy(),
+                        {k: p.grad.numpy() for k, p in model.named_parameters()}))
+    for out, gx, grads in results[1:]:
+        np.testing.assert_allclose(out, results[0][0], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(gx, results[0][1], rtol=1e-12, atol=1e-12)
+        for k in grads:
+            np.testing.assert_allclose(grads[k], results[0][2][k], rtol=1e-11, atol=1e-11,
+                                       err_msg=k)
+
+
 def test_first_layer_without_input_gradient():
     # the input needs no gradient: the small-receptive-field weight gradient route
     rng = np.random.default_rng(2)

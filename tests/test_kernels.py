@@ -66,7 +66,7 @@ from tinyconv.kernels.pool import (
     maxpool2d_forward,
     maxpool2d_forward_reference,
 )
-from tinyconv.ops.conv import _weight_grad_per_sample
+from tinyconv.ops.conv import _weight_grad_t
 
 torch = pytest.importorskip("torch")
 
@@ -677,15 +677,18 @@ def test_fused_pool_relu_kernels_equal_reference(data):
 
 @HYP
 @given(n=st.integers(1, 4), oc=st.integers(1, 5), k=st.integers(1, 9), length=st.integers(1, 30),
-       dtype=st.sampled_from(DTYPES), channel_major=st.booleans(), data=st.data())
-def test_weight_grad_per_sample_equals_one_gemm(n, oc, k, length, dtype, channel_major, data):
-    """N per-sample GEMMs equal the one GEMM gW = gY @ cols.T (its plain definition)."""
+       dtype=st.sampled_from(DTYPES), first_layer=st.booleans(), strided=st.booleans(),
+       data=st.data())
+def test_weight_grad_t_equals_one_gemm(n, oc, k, length, dtype, first_layer, strided, data):
+    """gWᵀ of a chunk, by per-sample GEMMs or by one, equals the plain (gY @ cols.T).T; gY may
+    be a chunk's strided view of the whole gradient."""
     cols = draw_array(data, (k, n * length), dtype)
-    gY = np.ascontiguousarray(draw_array(data, (oc, n * length), dtype))
-    gy = gY if channel_major else gY.reshape(oc, n, length).transpose(1, 0, 2)
+    whole = draw_array(data, (oc, (n + 2) * length), dtype)
+    gY = whole[:, length:(n + 1) * length] if strided else np.ascontiguousarray(
+        whole[:, :n * length])
     tol = _tol(dtype) * 10
-    np.testing.assert_allclose(_weight_grad_per_sample(gy, cols, n), gY @ cols.T, rtol=tol,
-                               atol=tol)
+    np.testing.assert_allclose(_weight_grad_t(gY, cols, n, first_layer), (gY @ cols.T).T,
+                               rtol=tol, atol=tol)
 
 
 # ---- every fast kernel has a twin ---------------------------------------------------------

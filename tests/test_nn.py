@@ -93,7 +93,8 @@ LAYERS = [
 
 
 def make(spec, lib_nn):
-    return eval(spec, {name: getattr(lib_nn, name) for name in dir(lib_nn)})
+    return eval(spec, {"OrderedDict": OrderedDict,
+                       **{name: getattr(lib_nn, name) for name in dir(lib_nn)}})
 
 
 # ---- traversal: parameters, children, modules ----------------------------------------------
@@ -317,9 +318,52 @@ def test_repr_of_seed_networks_equals_torch(name):
     "Flatten()", "Flatten(2, 3)", "Identity()", "CrossEntropyLoss()", "NLLLoss()",
     "Sequential()", "ModuleList([ReLU(), Linear(2, 2)])",
     "BatchNorm2d(4, eps=1e-3, momentum=None, affine=False, track_running_stats=False)",
+    # every argument of the layers below away from its default, and back (torch 2.14 prints
+    # BatchNorm's bias=..., which its keyword-only argument `bias` sets)
+    "BatchNorm1d(5, eps=1e-3, momentum=0.01, affine=False)",
+    "BatchNorm1d(5, momentum=None, track_running_stats=False)",
+    "BatchNorm2d(4, momentum=0.3, bias=False, eps=0.001)",
+    "Conv2d(2, 3, 1, padding='valid')", "Conv2d(2, 3, (1, 3), stride=(1, 2), padding=(0, 1))",
+    "Conv2d(2, 3, 3, dilation=(2, 1), padding_mode='zeros', groups=1)",
+    "Linear(3, 4, bias=True, dtype=None)", "Dropout(0.2, inplace=True)", "Dropout(p=0)",
+    "MaxPool2d(3, 2, 1, ceil_mode=True)", "MaxPool2d(2, return_indices=True)",
+    "MaxPool2d(kernel_size=(2, 2), stride=(1, 2))", "AvgPool2d(2)",
+    "AvgPool2d((2, 3), stride=(1, 2), padding=(1, 1), ceil_mode=True, count_include_pad=False, "
+    "divisor_override=3)",
+    "AdaptiveAvgPool2d(1)", "AdaptiveAvgPool2d((None, 3))", "ReLU(False)", "LogSoftmax()",
+    "Softmax()", "Flatten(0, 2)", "Flatten(start_dim=0)", "Identity(54, unused='x')",
+    "CrossEntropyLoss(label_smoothing=0.1)", "NLLLoss(ignore_index=0)", "ModuleList()",
+    # containers in containers
+    "Sequential(OrderedDict(conv=Conv2d(1, 2, 3), act=ReLU(inplace=True)))",
+    "Sequential(Sequential(Sequential(ReLU())), ModuleList([Flatten(), Sequential()]))",
+    "Sequential(Linear(2, 3), Sequential(BatchNorm1d(3), Linear(3, 1)))[1:]",
 ])
 def test_repr_of_layers_equals_torch(spec):
     assert repr(make(spec, nn)) == repr(make(spec, torch.nn))
+
+
+def custom_net(lib_nn):
+    """A user's module: an extra_repr of two lines, children, a None child, in a Sequential."""
+
+    class Block(lib_nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = lib_nn.Conv2d(1, 2, 3)
+            self.body = lib_nn.Sequential(lib_nn.ReLU(), lib_nn.Dropout())
+            self.add_module("skip", None)
+
+        def extra_repr(self):
+            return "scale=2\nshift=1"
+
+    class Plain(lib_nn.Module):
+        def extra_repr(self):
+            return "a=1\nb=2"
+
+    return lib_nn.Sequential(Block(), Plain(), lib_nn.LogSoftmax(dim=1))
+
+
+def test_repr_of_a_user_module_equals_torch():
+    assert repr(custom_net(nn)) == repr(custom_net(torch.nn))
 
 
 def test_repr_of_nested_net_equals_torch():

@@ -16,6 +16,7 @@ import copy
 import inspect
 import itertools
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -31,7 +32,9 @@ torch = pytest.importorskip("torch")
 SHAPES = [(3, 4), (5,), (2, 3, 2)]
 OPTIMIZERS = ["SGD", "Adam", "AdamW", "Adadelta", "RMSprop", "Adagrad"]
 SCHEDULERS = ["LambdaLR", "MultiplicativeLR", "StepLR", "MultiStepLR", "ExponentialLR",
-              "CosineAnnealingLR", "ReduceLROnPlateau", "OneCycleLR"]
+              "CosineAnnealingLR", "ReduceLROnPlateau", "OneCycleLR", "ConstantLR", "LinearLR",
+              "PolynomialLR", "CosineAnnealingWarmRestarts", "CyclicLR", "SequentialLR",
+              "ChainedScheduler"]
 
 
 # ---- helpers --------------------------------------------------------------------------------
@@ -316,6 +319,17 @@ class Warmup:
         return min(1.0, (epoch + 1) / self.epochs) * 0.97 ** epoch
 
 
+class Inner:
+    """The schedulers inside a SequentialLR or ChainedScheduler, as (name, kwargs): each
+    framework builds its own, on the optimizer of the outer scheduler."""
+
+    def __init__(self, *specs):
+        self.specs = specs
+
+    def build(self, module, opt):
+        return [build_scheduler(module, name, kwargs, opt) for name, kwargs in self.specs]
+
+
 PLATEAU_METRICS = ([5.0, 4.0, 4.0, 4.0, 4.0, 3.9999, 3.9999, 4.0, 4.0, 4.0, 2.0, 2.0, 2.0, 2.0,
                     2.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0] * 3)
 
@@ -346,7 +360,76 @@ SCHEDULER_CASES = [
     ("OneCycleLR", dict(max_lr=0.1, total_steps=30, three_phase=True, anneal_strategy="linear",
                         base_momentum=[0.7, 0.8]), "RMSprop", dict(momentum=0.5), 30),
     ("OneCycleLR", dict(max_lr=0.1, total_steps=30, cycle_momentum=False), "Adagrad", {}, 30),
+    # warm-up and decay ramps
+    ("ConstantLR", {}, "SGD", {}, 100),
+    ("ConstantLR", dict(factor=0.5, total_iters=40), "Adam", {}, 100),
+    ("ConstantLR", dict(factor=0.1, total_iters=1), "RMSprop", {}, 100),
+    ("LinearLR", {}, "SGD", {}, 100),
+    ("LinearLR", dict(start_factor=0.05, total_iters=40), "AdamW", {}, 100),
+    ("LinearLR", dict(start_factor=1.0, end_factor=0.0, total_iters=60), "SGD", {}, 100),
+    ("LinearLR", dict(start_factor=0.25, end_factor=0.5, total_iters=99), "Adagrad", {}, 100),
+    ("PolynomialLR", {}, "SGD", {}, 100),
+    ("PolynomialLR", dict(total_iters=50, power=2.0), "Adam", {}, 100),
+    ("PolynomialLR", dict(total_iters=120, power=0.5), "SGD", {}, 100),
+    ("PolynomialLR", dict(total_iters=97, power=3), "Adadelta", {}, 100),
+    # warm restarts (step() once per epoch here; fractional epochs have their own test)
+    ("CosineAnnealingWarmRestarts", dict(T_0=10), "SGD", {}, 100),
+    ("CosineAnnealingWarmRestarts", dict(T_0=3, T_mult=2, eta_min=0.001), "Adam", {}, 100),
+    ("CosineAnnealingWarmRestarts", dict(T_0=7, T_mult=3, eta_min=0.005), "RMSprop", {}, 100),
+    ("CosineAnnealingWarmRestarts", dict(T_0=4), "AdamW", {}, 100),
+    # cyclic: momentum / beta1 cycles too (checked by assert_same_schedule_state)
+    ("CyclicLR", dict(base_lr=0.01, max_lr=0.1, step_size_up=10), "SGD", dict(momentum=0.9),
+     100),
+    ("CyclicLR", dict(base_lr=[0.01, 0.001], max_lr=[0.1, 0.05], step_size_up=5,
+                      step_size_down=15, mode="triangular2", base_momentum=[0.7, 0.85],
+                      max_momentum=0.95), "Adam", {}, 100),
+    ("CyclicLR", dict(base_lr=0.001, max_lr=0.2, step_size_up=8, mode="exp_range",
+                      gamma=0.97), "RMSprop", dict(momentum=0.5), 100),
+    ("CyclicLR", dict(base_lr=0.001, max_lr=0.2, step_size_up=4.5, step_size_down=2,
+                      scale_fn=lambda x: 1 / (1 + 0.1 * x), scale_mode="iterations",
+                      cycle_momentum=False), "Adagrad", {}, 100),
+    ("CyclicLR", dict(base_lr=0.01, max_lr=0.1, step_size_up=6, scale_fn=Warmup(4),
+                      mode="ignored when scale_fn is given"), "AdamW", {}, 100),
+    ("CyclicLR", dict(base_lr=0.02, max_lr=0.08, step_size_up=3, step_size_down=0,
+                      mode="triangular2", cycle_momentum=False), "SGD", {}, 100),
+    # made of other schedulers
+    ("SequentialLR", dict(schedulers=Inner(("LinearLR", dict(start_factor=0.1, total_iters=10)),
+                                           ("CosineAnnealingLR", dict(T_max=90))),
+                          milestones=[10]), "SGD", {}, 100),
+    ("SequentialLR", dict(schedulers=Inner(("ConstantLR", dict(factor=0.5, total_iters=5)),
+                                           ("ExponentialLR", dict(gamma=0.95)),
+                                           ("StepLR", dict(step_size=7, gamma=0.5))),
+                          milestones=[20, 50]), "Adam", {}, 100),
+    ("SequentialLR", dict(schedulers=Inner(("LambdaLR", dict(lr_lambda=lambda e: 0.9 ** e)),
+                                           ("MultiplicativeLR", dict(lr_lambda=lambda e: 0.97)),
+                                           ("CosineAnnealingWarmRestarts", dict(T_0=6)),
+                                           ("PolynomialLR", dict(total_iters=30))),
+                          milestones=[15, 40, 70]), "SGD", dict(momentum=0.9), 100),
+    ("SequentialLR", dict(schedulers=Inner(("LinearLR", dict(start_factor=0.2, total_iters=4)),
+                                           ("ConstantLR", dict(factor=0.5, total_iters=10))),
+                          milestones=[3]), "RMSprop", {}, 100),
+    ("ChainedScheduler", dict(schedulers=Inner(("ConstantLR", dict(factor=0.1, total_iters=2)),
+                                               ("ExponentialLR", dict(gamma=0.9)))),
+     "SGD", {}, 100),
+    ("ChainedScheduler", dict(schedulers=Inner(("LinearLR", dict(start_factor=0.5,
+                                                                 total_iters=20)),
+                                               ("StepLR", dict(step_size=7, gamma=0.8)),
+                                               ("PolynomialLR", dict(total_iters=90)))),
+     "AdamW", {}, 100),
+    ("ChainedScheduler", dict(schedulers=Inner(
+        ("SequentialLR", dict(schedulers=Inner(("ConstantLR", dict(factor=0.5, total_iters=3)),
+                                               ("CosineAnnealingLR", dict(T_max=20))),
+                              milestones=[8])),
+        ("MultiStepLR", dict(milestones=[30, 60], gamma=0.5)))), "SGD", {}, 100),
 ]
+
+
+def build_scheduler(module, sched_name, kwargs, opt):
+    """``module.sched_name`` on ``opt``, its inner schedulers (``Inner``) built on ``opt`` too."""
+    kwargs = {k: (v.build(module, opt) if isinstance(v, Inner) else v) for k, v in kwargs.items()}
+    if sched_name == "ChainedScheduler":  # its optimizer comes second, and is optional
+        return module.ChainedScheduler(optimizer=opt, **kwargs)
+    return getattr(module, sched_name)(opt, **kwargs)
 
 
 def make_scheduler_pair(sched_name, kwargs, opt_name, config):
@@ -357,8 +440,8 @@ def make_scheduler_pair(sched_name, kwargs, opt_name, config):
                                                                 "lr": 0.02}], **config)
     theirs_opt = getattr(torch.optim, opt_name)([{"params": theirs[:2]},
                                                 {"params": theirs[2:], "lr": 0.02}], **config)
-    return (getattr(lr_scheduler, sched_name)(ours_opt, **kwargs),
-            getattr(torch.optim.lr_scheduler, sched_name)(theirs_opt, **kwargs))
+    return (build_scheduler(lr_scheduler, sched_name, kwargs, ours_opt),
+            build_scheduler(torch.optim.lr_scheduler, sched_name, kwargs, theirs_opt))
 
 
 def step_scheduler(sched, epoch):
@@ -372,11 +455,13 @@ def step_scheduler(sched, epoch):
 
 def assert_same_schedule_state(ours, theirs, where):
     assert ours.get_last_lr() == theirs.get_last_lr(), where  # the same floats, exactly
-    assert ours.last_epoch == theirs.last_epoch, where
+    # (ChainedScheduler has no last_epoch, in either framework)
+    assert getattr(ours, "last_epoch", None) == getattr(theirs, "last_epoch", None), where
     for group, tgroup in zip(ours.optimizer.param_groups, theirs.optimizer.param_groups,
                              strict=True):
         assert group["lr"] == tgroup["lr"], where
-        for key in ("momentum", "betas", "initial_lr", "max_lr", "min_lr"):
+        for key in ("momentum", "betas", "initial_lr", "max_lr", "min_lr", "max_momentum",
+                    "base_momentum"):
             assert group.get(key) == tgroup.get(key), (where, key)
 
 
@@ -385,13 +470,14 @@ def assert_same_schedule_state(ours, theirs, where):
 def test_scheduler_sequence_equals_torch(sched_name, kwargs, opt_name, config, steps):
     ours, theirs = make_scheduler_pair(sched_name, kwargs, opt_name, config)
     assert_same_schedule_state(ours, theirs, "after construction")
-    lrs = set()
+    lrs = {ours.get_last_lr()[0]}
     for epoch in range(steps):
         step_scheduler(ours, epoch)
         step_scheduler(theirs, epoch)
         assert_same_schedule_state(ours, theirs, f"epoch {epoch}")
         lrs.add(ours.get_last_lr()[0])
-    assert len(lrs) > 2  # the schedule did change the learning rate
+    # the schedule did change the learning rate (ConstantLR has two values, by design)
+    assert len(lrs) >= (2 if sched_name == "ConstantLR" else 3)
 
 
 @pytest.mark.parametrize("sched_name, kwargs, opt_name, config, steps", SCHEDULER_CASES,
@@ -431,6 +517,150 @@ def test_scheduler_loads_torch_state_dict(sched_name, kwargs, opt_name, config, 
         step_scheduler(ours, epoch)
         step_scheduler(theirs, epoch)
         assert_same_schedule_state(ours, theirs, f"epoch {epoch}")
+
+
+def to_torch_scheduler_pair(ours, theirs):
+    """Load ours' optimizer and scheduler state into theirs (torch)."""
+    theirs.optimizer.load_state_dict(to_torch_state_dict(ours.optimizer.state_dict()))
+    theirs.load_state_dict(copy.deepcopy(ours.state_dict()))
+
+
+@pytest.mark.parametrize("sched_name, kwargs, opt_name, config, steps", SCHEDULER_CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(SCHEDULER_CASES)])
+def test_torch_loads_our_scheduler_state_dict(sched_name, kwargs, opt_name, config, steps):
+    ours, theirs = make_scheduler_pair(sched_name, kwargs, opt_name, config)
+    k = steps // 2
+    for epoch in range(k):
+        step_scheduler(ours, epoch)
+    to_torch_scheduler_pair(ours, theirs)
+    assert_same_schedule_state(ours, theirs, "after loading")
+    for epoch in range(k, steps):
+        step_scheduler(ours, epoch)
+        step_scheduler(theirs, epoch)
+        assert_same_schedule_state(ours, theirs, f"epoch {epoch}")
+
+
+def state_keys(sd):
+    """The keys of a scheduler state_dict, and those of the schedulers inside it."""
+    return (sorted(set(sd) - {"_get_lr_called_within_step"}),  # a torch-only flag
+            [state_keys(inner) for inner in sd.get("_schedulers", [])])
+
+
+@pytest.mark.parametrize("sched_name, kwargs, opt_name, config, steps", SCHEDULER_CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(SCHEDULER_CASES)])
+def test_scheduler_state_dict_has_torch_keys(sched_name, kwargs, opt_name, config, steps):
+    ours, theirs = make_scheduler_pair(sched_name, kwargs, opt_name, config)
+    step_scheduler(ours, 0)
+    step_scheduler(theirs, 0)
+    assert state_keys(ours.state_dict()) == state_keys(theirs.state_dict())
+
+
+WARM_RESTARTS = [dict(T_0=10), dict(T_0=3, T_mult=2, eta_min=0.001), dict(T_0=2, T_mult=3),
+                 dict(T_0=5, T_mult=2, eta_min=0.01), dict(T_0=1, T_mult=10)]
+
+
+@pytest.mark.parametrize("kwargs", WARM_RESTARTS, ids=str)
+def test_warm_restarts_with_fractional_epochs_equal_torch(kwargs):
+    # torch's documented use: scheduler.step(epoch + i / iters) after every batch
+    ours, theirs = make_scheduler_pair("CosineAnnealingWarmRestarts", kwargs, "SGD", {})
+    iters = 7
+    epochs = [e + i / iters for e in range(25) for i in range(iters)]
+    epochs += [3, 9, 21, 111, 45.5, 2.25, 0, 0.0, 1e-9]  # restarts, going back, ints and floats
+    for epoch in epochs:
+        ours.optimizer.step()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # step(epoch) is not deprecated for this scheduler
+            ours.step(epoch)
+        theirs.optimizer.step()
+        theirs.step(epoch)
+        assert_same_schedule_state(ours, theirs, f"epoch {epoch}")
+        assert (ours.T_cur, ours.T_i) == (theirs.T_cur, theirs.T_i), epoch
+    for mixed in (None, None, 2.5, None, 10.0, 3, None, None, 0.5, None):  # step() and step(e)
+        ours.step(mixed)
+        theirs.step(mixed)
+        assert_same_schedule_state(ours, theirs, f"mixed {mixed}")
+        assert (ours.T_cur, ours.T_i) == (theirs.T_cur, theirs.T_i), mixed
+
+
+def test_warm_restarts_shape_of_the_schedule():
+    # an oracle apart from torch: T_0=3, T_mult=2 restarts at epochs 3, 9, 21 (periods 3, 6, 12)
+    ours, _ = make_scheduler_pair("CosineAnnealingWarmRestarts", dict(T_0=3, T_mult=2,
+                                                                      eta_min=0.01), "SGD", {})
+    for epoch in [0.5, 2.9, 3.0, 4.2, 8.99, 9.0, 14.5, 20.0, 21.0, 30.0]:
+        ours.step(epoch)
+        start, period = max((s, p) for s, p in ((0, 3), (3, 6), (9, 12), (21, 24)) if s <= epoch)
+        for base, lr in zip((0.1, 0.02), ours.get_last_lr(), strict=True):
+            expected = 0.01 + (base - 0.01) * (1 + math.cos(math.pi * (epoch - start) / period)) / 2
+            assert lr == pytest.approx(expected, rel=1e-12), epoch
+    assert ours.last_epoch == 30  # the floor of the last epoch, as torch
+
+
+def test_cyclic_lr_shape_of_the_schedule():
+    # an oracle apart from torch: up in 4 steps, down in 6, momentum the mirror image
+    ours, _ = make_scheduler_pair("CyclicLR", dict(base_lr=0.1, max_lr=0.6, step_size_up=4,
+                                                   step_size_down=6), "SGD", {})
+    tri2, _ = make_scheduler_pair("CyclicLR", dict(base_lr=0.1, max_lr=0.6, step_size_up=4,
+                                                   step_size_down=6, mode="triangular2"),
+                                  "SGD", {})
+    for t in range(1, 41):
+        step_scheduler(ours, t)
+        step_scheduler(tri2, t)
+        pos = t % 10
+        height = pos / 4 if pos <= 4 else (10 - pos) / 6
+        assert ours.get_last_lr()[0] == pytest.approx(0.1 + 0.5 * height, rel=1e-12), t
+        assert ours.optimizer.param_groups[0]["momentum"] == pytest.approx(0.9 - 0.1 * height)
+        halved = 0.5 ** (t // 10)  # triangular2: the height halves each cycle
+        assert tri2.get_last_lr()[0] == pytest.approx(0.1 + 0.5 * height * halved, rel=1e-12)
+
+
+@pytest.mark.parametrize("opt_name, config", [("SGD", {}), ("SGD", dict(nesterov=False)),
+                                              ("Adam", {}), ("AdamW", dict(betas=(0.5, 0.9))),
+                                              ("RMSprop", dict(momentum=0.5))])
+def test_cyclic_momentum_moves_the_weights_as_torch(opt_name, config):
+    # the weights follow torch's while CyclicLR changes lr and momentum / beta1 every step
+    ours, theirs = twin_params(3)
+    ours_opt = getattr(optim, opt_name)(ours, lr=0.1, **config)
+    theirs_opt = getattr(torch.optim, opt_name)(theirs, lr=0.1, **config)
+    kwargs = dict(base_lr=0.001, max_lr=0.05, step_size_up=5, base_momentum=0.6)
+    ours_sched = lr_scheduler.CyclicLR(ours_opt, **kwargs)
+    theirs_sched = torch.optim.lr_scheduler.CyclicLR(theirs_opt, **kwargs)
+    for step, grads in enumerate(gradients(3, 30), 1):
+        set_grads(ours, grads)
+        set_grads(theirs, grads)
+        ours_opt.step()
+        theirs_opt.step()
+        ours_sched.step()
+        theirs_sched.step()
+        assert_close_to_torch(ours, theirs, step)
+        assert_same_schedule_state(ours_sched, theirs_sched, step)
+
+
+def test_sequential_lr_warm_up_then_cosine_by_hand():
+    # an oracle apart from torch: LinearLR over 5 epochs, then a cosine over 10 from the base lr
+    ours, _ = make_scheduler_pair("SequentialLR", dict(
+        schedulers=Inner(("LinearLR", dict(start_factor=0.2, total_iters=5)),
+                         ("CosineAnnealingLR", dict(T_max=10))), milestones=[5]), "SGD", {})
+    lrs = [ours.get_last_lr()[0]]
+    for epoch in range(14):
+        step_scheduler(ours, epoch)
+        lrs.append(ours.get_last_lr()[0])
+    expected = ([0.1 * (0.2 + 0.8 * t / 5) for t in range(5)]
+                + [0.1 * (1 + math.cos(math.pi * t / 10)) / 2 for t in range(10)])
+    assert lrs == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("sched_name, kwargs, closed_form", [
+    ("ConstantLR", dict(factor=0.25, total_iters=7), lambda t: 0.25 if t < 7 else 1.0),
+    ("LinearLR", dict(start_factor=0.1, end_factor=0.9, total_iters=30),
+     lambda t: 0.1 + 0.8 * min(t, 30) / 30),
+    ("PolynomialLR", dict(total_iters=30, power=1.7), lambda t: (1 - min(t, 30) / 30) ** 1.7),
+])
+def test_ramp_recursion_matches_its_closed_form(sched_name, kwargs, closed_form):
+    ours, _ = make_scheduler_pair(sched_name, kwargs, "SGD", {})
+    for t in range(1, 50):
+        step_scheduler(ours, t)
+        for base, lr in zip((0.1, 0.02), ours.get_last_lr(), strict=True):
+            assert lr == pytest.approx(base * closed_form(t), rel=1e-12, abs=1e-15), t
 
 
 def test_lambda_lr_state_dict_keeps_no_function():
@@ -493,7 +723,11 @@ def test_reduce_lr_on_plateau_by_hand():
 @pytest.mark.parametrize("sched_name, kwargs", [("StepLR", dict(step_size=3, gamma=0.5)),
                                                 ("MultiStepLR", dict(milestones=[2, 5, 5])),
                                                 ("ExponentialLR", dict(gamma=0.8)),
-                                                ("CosineAnnealingLR", dict(T_max=4))])
+                                                ("CosineAnnealingLR", dict(T_max=4)),
+                                                ("ConstantLR", dict(factor=0.5)),
+                                                ("LinearLR", dict(start_factor=0.1)),
+                                                ("PolynomialLR", dict(total_iters=8,
+                                                                      power=2.0))])
 def test_step_with_epoch_is_deprecated_and_uses_the_closed_form(sched_name, kwargs):
     ours, theirs = make_scheduler_pair(sched_name, kwargs, "SGD", {})
     for epoch in (3, 7, 5, 11):
@@ -597,6 +831,18 @@ def adagrad():
     return optim.Adagrad(params())
 
 
+def sequential(milestones, third=False, other_optimizer=False, plateau=False):
+    """A SequentialLR of an ExponentialLR and a StepLR (and a third) on one optimizer, or one
+    of them on another optimizer, or a ReduceLROnPlateau among them."""
+    opt = sgd()
+    schedulers = [lr_scheduler.ExponentialLR(sgd() if other_optimizer else opt, gamma=0.9),
+                  (lr_scheduler.ReduceLROnPlateau(opt) if plateau
+                   else lr_scheduler.StepLR(opt, step_size=2))]
+    if third:
+        schedulers.append(lr_scheduler.ConstantLR(opt))
+    return lr_scheduler.SequentialLR(opt, schedulers, milestones)
+
+
 BAD_SCHEDULER_ARGS = [
     (lambda: lr_scheduler.StepLR(sgd(), step_size=0), ValueError, "step_size"),
     (lambda: lr_scheduler.StepLR(sgd(), step_size=2.5), ValueError, "2.5"),
@@ -656,6 +902,84 @@ BAD_SCHEDULER_ARGS = [
                                      max_momentum=1.0), ValueError, "max_momentum=1.0"),
     (lambda: lr_scheduler.OneCycleLR(sgd(), max_lr=0.1, total_steps=10, base_momentum=-0.1),
      ValueError, "base_momentum=-0.1"),
+    # ramps
+    (lambda: lr_scheduler.ConstantLR(sgd(), factor=1.5), ValueError, "factor=1.5"),
+    (lambda: lr_scheduler.ConstantLR(sgd(), factor=0), ValueError, "factor=0"),
+    (lambda: lr_scheduler.ConstantLR(sgd(), total_iters=0), ValueError, "total_iters"),
+    (lambda: lr_scheduler.ConstantLR(sgd(), total_iters=2.5), ValueError, "2.5"),
+    (lambda: lr_scheduler.LinearLR(sgd(), start_factor=0), ValueError, "start_factor=0"),
+    (lambda: lr_scheduler.LinearLR(sgd(), start_factor=1.5), ValueError, "start_factor=1.5"),
+    (lambda: lr_scheduler.LinearLR(sgd(), end_factor=-0.1), ValueError, "end_factor=-0.1"),
+    (lambda: lr_scheduler.LinearLR(sgd(), end_factor=float("nan")), ValueError,
+     "end_factor=nan"),
+    (lambda: lr_scheduler.LinearLR(sgd(), total_iters=-1), ValueError, "total_iters"),
+    (lambda: lr_scheduler.PolynomialLR(sgd(), total_iters=0), ValueError, "total_iters"),
+    (lambda: lr_scheduler.PolynomialLR(sgd(), power=-1.0), ValueError, "power=-1.0"),
+    (lambda: lr_scheduler.PolynomialLR(sgd(), power=float("inf")), ValueError, "power=inf"),
+    (lambda: lr_scheduler.PolynomialLR(sgd(), last_epoch=-3), ValueError, "last_epoch"),
+    # warm restarts
+    (lambda: lr_scheduler.CosineAnnealingWarmRestarts(sgd(), T_0=0), ValueError, "T_0"),
+    (lambda: lr_scheduler.CosineAnnealingWarmRestarts(sgd(), T_0=2.5), ValueError, "2.5"),
+    (lambda: lr_scheduler.CosineAnnealingWarmRestarts(sgd(), T_0=5, T_mult=0), ValueError,
+     "T_mult"),
+    (lambda: lr_scheduler.CosineAnnealingWarmRestarts(sgd(), T_0=5, T_mult=1.5), ValueError,
+     "1.5"),
+    (lambda: lr_scheduler.CosineAnnealingWarmRestarts(sgd(), T_0=5, eta_min=-0.1), ValueError,
+     "eta_min=-0.1"),
+    (lambda: lr_scheduler.CosineAnnealingWarmRestarts(sgd(), T_0=5, eta_min="0"), ValueError,
+     "eta_min='0'"),
+    (lambda: lr_scheduler.CosineAnnealingWarmRestarts(sgd(), T_0=5).step(-1), ValueError,
+     "epoch"),
+    (lambda: lr_scheduler.CosineAnnealingWarmRestarts(sgd(), T_0=5).step(float("nan")),
+     ValueError, "nan"),
+    # cyclic
+    (lambda: lr_scheduler.CyclicLR(sgd(), base_lr=-0.1, max_lr=0.1), ValueError,
+     "base_lr=-0.1"),
+    (lambda: lr_scheduler.CyclicLR(sgd(), base_lr=0.01, max_lr=[0.1, 0.2]), ValueError,
+     "max_lr"),
+    (lambda: lr_scheduler.CyclicLR(sgd(), base_lr=0.01, max_lr=float("nan")), ValueError,
+     "max_lr=nan"),
+    (lambda: lr_scheduler.CyclicLR(sgd(), 0.01, 0.1, step_size_up=0), ValueError,
+     "step_size_up=0"),
+    (lambda: lr_scheduler.CyclicLR(sgd(), 0.01, 0.1, step_size_down=-2), ValueError,
+     "step_size_down=-2"),
+    (lambda: lr_scheduler.CyclicLR(sgd(), 0.01, 0.1, mode="triangle"), ValueError,
+     "'triangle'"),
+    (lambda: lr_scheduler.CyclicLR(sgd(), 0.01, 0.1, scale_fn=0.5), TypeError, "float"),
+    (lambda: lr_scheduler.CyclicLR(sgd(), 0.01, 0.1, scale_mode="epoch"), ValueError,
+     "'epoch'"),
+    (lambda: lr_scheduler.CyclicLR(sgd(), 0.01, 0.1, mode="exp_range", gamma=0.0), ValueError,
+     "gamma=0.0"),
+    (lambda: lr_scheduler.CyclicLR(adagrad(), 0.01, 0.1), ValueError, "cycle_momentum"),
+    (lambda: lr_scheduler.CyclicLR(optim.Adam(params()), 0.01, 0.1, max_momentum=1.0),
+     ValueError, "max_momentum=1.0"),
+    (lambda: lr_scheduler.CyclicLR(sgd(), 0.01, 0.1, base_momentum=-0.5), ValueError,
+     "base_momentum=-0.5"),
+    (lambda: lr_scheduler.CyclicLR(sgd(), 0.01, 0.1, base_momentum=[0.8, 0.9]), ValueError,
+     "base_momentum"),
+    (lambda: lr_scheduler.CyclicLR("sgd", 0.01, 0.1), TypeError, "str is not an Optimizer"),
+    # made of other schedulers
+    (lambda: lr_scheduler.SequentialLR(sgd(), schedulers=[], milestones=[]), ValueError,
+     "no scheduler"),
+    (lambda: sequential([2, 4]), ValueError, "2 schedulers and 2 milestones"),
+    (lambda: sequential([0]), ValueError, "milestones[0]"),
+    (lambda: sequential([2.5]), ValueError, "2.5"),
+    (lambda: sequential([4, 2], third=True), ValueError, "increasing"),
+    (lambda: sequential([3], other_optimizer=True), ValueError, "same optimizer"),
+    (lambda: sequential([3], plateau=True), ValueError, "ReduceLROnPlateau"),
+    (lambda: lr_scheduler.SequentialLR(sgd(), schedulers=["step"], milestones=[]), TypeError,
+     "schedulers[0]"),
+    (lambda: lr_scheduler.SequentialLR(sgd(), schedulers=lr_scheduler.StepLR(sgd(), 2),
+                                       milestones=[]), TypeError, "list"),
+    (lambda: lr_scheduler.ChainedScheduler([]), ValueError, "no scheduler"),
+    (lambda: lr_scheduler.ChainedScheduler([lr_scheduler.StepLR(sgd(), 2),
+                                            lr_scheduler.StepLR(sgd(), 3)]), ValueError,
+     "schedulers[1]"),
+    (lambda: lr_scheduler.ChainedScheduler([lr_scheduler.ReduceLROnPlateau(sgd())]),
+     ValueError, "ReduceLROnPlateau"),
+    (lambda: lr_scheduler.ChainedScheduler([None]), TypeError, "NoneType"),
+    (lambda: lr_scheduler.ChainedScheduler([lr_scheduler.StepLR(sgd(), 2)], optimizer="sgd"),
+     TypeError, "str is not an Optimizer"),
 ]
 
 

@@ -25,7 +25,7 @@ from tinyconv.nn import functional as F
 
 torch = pytest.importorskip("torch")
 parity = pytest.importorskip("parity")
-from parity import cli, from_torch, to_torch  # noqa: E402
+from parity import cli, from_torch, harness, to_torch  # noqa: E402
 from parity import models as parity_models  # noqa: E402
 from parity.twins import MaskSource, record_outputs, shared_dropout  # noqa: E402
 
@@ -329,14 +329,14 @@ def test_lockstep_float32_is_judged_against_float64(tmp_path, capsys):
 
 def test_lockstep_float32_fails_a_one_percent_bug(tmp_path, monkeypatch, capsys):
     """tinyconv-float32 (only) steps with lr x 1.01: far more than rounding, so the rule fails."""
-    real = cli.optimizer
+    real = harness.optimizer  # where the commands look it up (parity.cli re-exports it)
 
     def buggy(fw, name, model, lr, momentum=0.9):
         if fw is tinyconv and next(iter(model.parameters())).dtype == np.float32:
             lr = lr * 1.01
         return real(fw, name, model, lr, momentum)
 
-    monkeypatch.setattr(cli, "optimizer", buggy)
+    monkeypatch.setattr(harness, "optimizer", buggy)
     rc, report = lockstep32(tmp_path)
     summary = report["summary"]
     assert rc == 1 and not summary["target_met"], summary

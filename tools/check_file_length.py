@@ -7,12 +7,15 @@ Usage::
 prints ``path: N lines (limit L)`` for every ``*.py`` file under the folder that has more than
 ``L`` lines, and exits with status 1 if there is any (0 otherwise).
 
-Why only the library (``tinyconv/``), not ``tests/`` or ``examples/``: the limit exists so that a
-student can read one idea per file, and the library is what students read to learn how the
-framework works. A test file mirrors one library module and is a list of independent cases, so
-its length measures how thoroughly that module is tested, not how hard it is to read; splitting
-it would scatter one module's tests. The examples are scripts that each tell one story from top
-to bottom (load data, train, evaluate), and their length is that story's.
+CI (``.ci/run``) runs it on the library (``tinyconv/``), the examples (``examples/``) and the
+PyTorch side (``parity/``), not on ``tests/``. The limit exists so that a student can read one
+idea per file: the library is what students read to learn how the framework works, and the
+examples and ``parity/`` are what they read to learn how it is used and checked against PyTorch.
+A file there that outgrows the limit holds more than one idea (``examples/common.py`` and
+``parity/cli.py`` did, and were split where one concept ends and the next begins). A test file
+mirrors one library module and is a list of independent cases, so its length measures how
+thoroughly that module is tested, not how hard it is to read; splitting it would scatter one
+module's tests.
 """
 
 from __future__ import annotations

@@ -14,12 +14,13 @@ W2 = W.reshape(OC, K) the weights as a matrix. im2col and col2im: tinyconv/kerne
 docs/conv2d-forward.md and docs/conv2d-backward.md derive both passes; the loops by the
 definition are ``conv2d_naive`` in tinyconv/kernels/naive.py.
 
-Three speed cases, each in a named helper after the op (they change no number):
+The batch goes through in chunks of a few samples (see "Chunks" below: the column matrix of a
+whole batch would not stay in the cache), and backward rebuilds each chunk's cols from x; the
+formulas above hold chunk by chunk, gW being the sum of the chunks' products. Two more speed
+cases, in named helpers after the op (they change no number):
 
-* evaluation (no backward will follow): :func:`_forward_in_chunks` runs the batch in chunks of
-  samples, so each chunk's cols stays in the cache and nothing is kept;
-* a first layer (its input needs no gradient) with a short receptive field:
-  :func:`_first_layer_backward` computes gW by one small GEMM per sample;
+* a first layer (its input needs no gradient) with a short receptive field: gW by one small
+  GEMM per sample (:func:`_weight_grad_t`);
 * the fused ops of tinyconv/ops/fused.py (see tinyconv/nn/fusion.py) read Y in the GEMM's own
   channel-major layout (:func:`gemm_channel_major`) and hand back gY in it
   (:func:`gradients`).
@@ -32,8 +33,8 @@ import numpy as np
 from tinyconv.autograd import ArrayFunction
 from tinyconv.kernels.conv import col2im, conv_out_size, im2col, to_batch_major, to_channel_major
 
-CHUNK_ELEMENTS = 1 << 20  # cols entries per chunk when nothing is saved for backward (4 MB f32)
-SMALL_K = 32  # first layers with receptive fields up to this long: _first_layer_backward
+CHUNK_ELEMENTS = 1 << 20  # cols entries per chunk (4 MB in float32), see "Chunks" below
+SMALL_K = 32  # first layers with receptive fields up to this long: see _weight_grad_t
 
 
 class Conv2d(ArrayFunction):
@@ -42,47 +43,65 @@ class Conv2d(ArrayFunction):
         geometry = (W.shape[2], W.shape[3], stride, padding, dilation)  # kh, kw, ...
         y = np.empty((x.shape[0], W.shape[0]) + output_size(x.shape, W.shape, *geometry[2:]),
                      dtype=np.result_type(x, W))  # (N, OC, OH, OW)
-        if not ctx.recording:  # no backward will follow
-            return _forward_in_chunks(x, W, b, geometry, y)
-        cols = im2col(x, *geometry)  # (K, P)
-        _gemm_into(y, W, cols, b)  # y = W2 @ cols + b, in the batch's layout
-        ctx.save_for_backward(cols, W)
-        ctx.x_shape, ctx.geometry = x.shape, geometry
+        for n in chunks(x.shape[0], W, y.shape[2] * y.shape[3]):  # see "Chunks" above
+            cols = im2col(x[n], *geometry)  # (K, P) of this chunk
+            _gemm_into(y[n], W, cols, b)  # y = W2 @ cols + b, in the batch's layout
+        if ctx.recording:  # backward rebuilds each chunk's cols from x
+            ctx.save_for_backward(x, W)
+            ctx.geometry = geometry
         return y
 
     @staticmethod
     def backward(ctx, gy):
-        cols, W = ctx.saved_tensors
-        if _is_first_layer(ctx.needs_input_grad, W):
-            return _first_layer_backward(gy, cols, W, ctx.needs_input_grad)
+        x, W = ctx.saved_tensors
         N, OC = gy.shape[:2]
         # gy (N, OC, OH, OW) -> gY (OC, N*OH*OW), the layout of Y in forward; the same pass over
         # gy sums it for gb
         gY, gb = to_channel_major(gy.reshape(N, OC, -1))
-        return gradients(gY, gb, cols, W, ctx.x_shape, ctx.geometry, ctx.needs_input_grad)
+        return gradients(gY, gb, x, W, ctx.geometry, ctx.needs_input_grad)
 
 
-def gradients(gY, gb, cols, W, x_shape, geometry, need):
-    """(gx, gW, gb) of a convolution from gY (OC, N*OH*OW), the output gradient in the GEMM's
-    layout, and gb (OC,), its sum over each channel; ``need``: which of the three are wanted.
+def gradients(gY, gb, x, W, geometry, need):
+    """(gx, gW, gb) of a convolution of x from gY (OC, N*OH*OW), the output gradient in the
+    GEMM's layout, and gb (OC,), its sum over each channel; ``need``: which of the three are
+    wanted. Chunk by chunk of samples, as the forward pass: each chunk's cols is rebuilt from x.
 
     Conv2d and the fused ops of tinyconv/ops/fused.py both end here.
     """
     need_x, need_w, need_b = need[:3]
-    OC, N = W.shape[0], x_shape[0]
-    gY = gY.reshape(OC, -1)
+    OC, N = W.shape[0], x.shape[0]
+    L = gY.size // (OC * N)  # OH*OW
+    gY = gY.reshape(OC, N * L)
+    W2 = W.reshape(OC, -1)
+    gWT = np.zeros(W2.shape[::-1], dtype=gY.dtype) if need_w else None  # gW as (K, OC)
+    gx = np.empty(x.shape, dtype=gY.dtype) if need_x else None
+    for n in chunks(N, W, L):
+        cols, gYn = im2col(x[n], *geometry), gY[:, n.start * L:n.stop * L]
+        # gW = gY · colsᵀ, summed over the chunks                   (OC, K) -> (OC, C, KH, KW)
+        if need_w:
+            gWT += _weight_grad_t(gYn, cols, n.stop - n.start, _is_first_layer(need, W))
+        # gx = col2im(W2ᵀ · gY)                                      (K, P) -> (N, C, H, W)
+        if need_x:
+            gx[n] = col2im(W2.T @ gYn, gx[n].shape, *geometry)
     # gb = sum of gy over batch and positions                   (OC,): given
-    gb = gb if need_b else None
-    # gW = gY · colsᵀ                                            (OC, K) -> (OC, C, KH, KW)
-    # (for a fused first layer by per-sample GEMMs: the same sum, see _weight_grad_per_sample)
-    gW = None
-    if need_w:
-        gW = (_weight_grad_per_sample(gY, cols, N) if _is_first_layer(need, W)
-              else _weight_grad(gY, cols))
-        gW = gW.reshape(W.shape)
-    # gx = col2im(W2ᵀ · gY)                                      (K, P) -> (N, C, H, W)
-    gx = col2im(W.reshape(OC, -1).T @ gY, x_shape, *geometry) if need_x else None
-    return gx, gW, gb
+    gW = np.ascontiguousarray(gWT.T).reshape(W.shape) if need_w else None
+    return gx, gW, gb if need_b else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Chunks. The column matrix of a whole batch is large (58 MB for DeepFashionCNN's 32x28x28 -> 32
+# layer at batch 64): written once and read back from main memory, moving it costs more than the
+# GEMM's arithmetic. So the batch goes through in chunks of a few samples, each chunk's cols
+# (about CHUNK_ELEMENTS entries) staying in the cache between im2col and its GEMM; forward keeps
+# x, not cols, and backward rebuilds each chunk's cols (cheap: in the cache). The sums are the
+# same, only split: gW is the sum of the chunks' gY · colsᵀ.
+
+
+def chunks(N, W, L):
+    """Slices of ``range(N)``, samples per slice chosen so that one slice's cols (K, n*L) has
+    about CHUNK_ELEMENTS entries (at least one sample)."""
+    step = chunk_size(W, L)
+    return [slice(n0, min(N, n0 + step)) for n0 in range(0, N, step)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,30 +122,27 @@ def _gemm_into(y, W, cols, b):
 
 
 def chunk_size(W, L):
-    """Samples per chunk when nothing is saved for backward (see :func:`_forward_in_chunks`)."""
+    """Samples per chunk (see "Chunks" above)."""
     return max(1, CHUNK_ELEMENTS // (W[0].size * L))
 
 
-def _forward_in_chunks(x, W, b, geometry, y):
-    """The forward pass into y when no backward will follow: the batch in chunks of samples.
+def _weight_grad_t(gY, cols, n, first_layer):
+    """gWᵀ = cols @ gYᵀ (K, OC) of one chunk of n samples; gY (OC, n*L) may be a strided view.
 
-    Each chunk's cols (a few MB) stays in the cache for its GEMM, and nothing is kept for
-    backward; at batch 1000 the whole cols matrix of FashionCNN's second layer would be 225 MB.
+    Transposed because OpenBLAS splits this form's work between its threads far better when the
+    inner dimension n*OH*OW is long and the result small (ResNet-18's layer shapes at batch 8,
+    2 threads: 25-120 ms per product as gY @ cols.T, 14-24 ms so).
+
+    For a first layer with a short receptive field (see :func:`_is_first_layer`) the product has
+    a tiny (K, OC) result and a long inner dimension, a shape BLAS handles poorly (FashionCNN's
+    first layer: 0.8 ms); n small products, one per sample, summed, take 0.3 ms.
     """
-    step = chunk_size(W, y.shape[2] * y.shape[3])
-    for n0 in range(0, x.shape[0], step):
-        _gemm_into(y[n0:n0 + step], W, im2col(x[n0:n0 + step], *geometry), b)
-    return y
-
-
-def _weight_grad(gY, cols):
-    """gW = gY @ cols.T, computed as (cols @ gY.T).T: the same sum, but OpenBLAS splits this
-    form's work between its threads far better when the inner dimension N*OH*OW is long and the
-    result small (measured for ResNet-18's layer shapes at batch 8 with 2 threads: 25-120 ms per
-    product before, 14-24 ms after; the gain shows in benchmarks/resnet.py)."""
-    # C order again (one small copy): the optimizers' fused kernels and the engine's hand-over
-    # of gradients without a copy both want contiguous arrays
-    return np.ascontiguousarray((cols @ gY.T).T)
+    if not first_layer:
+        return cols @ gY.T
+    K, OC = cols.shape[0], gY.shape[0]
+    per_sample = np.matmul(cols.reshape(K, n, -1).transpose(1, 0, 2),  # (n, K, L)
+                           gY.reshape(OC, n, -1).transpose(1, 2, 0))  # (n, L, OC)
+    return per_sample.sum(axis=0)
 
 
 def _is_first_layer(need, W):
@@ -135,34 +151,14 @@ def _is_first_layer(need, W):
     return not need[0] and W[0].size <= SMALL_K
 
 
-def _weight_grad_per_sample(gy, cols, N):
-    """gW = sum over samples n of gy[n] @ cols[:, n].T, for gy as (N, OC, L) or (OC, N*L).
-
-    For a first layer with a short receptive field the one GEMM gY @ cols.T has a tiny (OC, K)
-    result and an inner dimension of N*L, a shape BLAS handles poorly (FashionCNN's first
-    layer: 0.8 ms); N small GEMMs, one per sample, take 0.3 ms, and read gy in whichever layout
-    it comes.
-    """
-    K = cols.shape[0]
-    if gy.ndim == 2:  # (OC, N*L), the GEMM's layout -> (N, OC, L), a view
-        gy = gy.reshape(gy.shape[0], N, -1).transpose(1, 0, 2)
-    return np.matmul(gy, cols.reshape(K, N, -1).transpose(1, 2, 0)).sum(axis=0)
-
-
-def _first_layer_backward(gy, cols, W, need):
-    """Conv2d.backward for a first layer (see :func:`_is_first_layer`): gW and gb straight from
-    gy's (N, OC, OH, OW) layout, which costs less than moving gy into the GEMM's layout first."""
-    N, OC = gy.shape[:2]
-    gy3 = gy.reshape(N, OC, -1)
-    gW = _weight_grad_per_sample(gy3, cols, N).reshape(W.shape) if need[1] else None
-    gb = gy3.sum(axis=(0, 2), dtype=np.float64).astype(gy.dtype) if need[2] else None
-    return None, gW, gb
-
-
 def gemm_channel_major(x, W, stride, padding, dilation):
-    """(Y, cols): Y = W2 @ im2col(x) as (OC, N, OH, OW), the GEMM's own layout (channel-major;
-    no bias added), for the fused ops of tinyconv/ops/fused.py to read in place of y."""
+    """Y = W2 @ im2col(x) as (OC, N, OH, OW), the GEMM's own layout (channel-major; no bias
+    added), for the fused ops of tinyconv/ops/fused.py to read in place of y; by chunks."""
     OC, _, kh, kw = W.shape
     OH, OW = output_size(x.shape, W.shape, stride, padding, dilation)
-    cols = im2col(x, kh, kw, stride, padding, dilation)
-    return (W.reshape(OC, -1) @ cols).reshape(OC, x.shape[0], OH, OW), cols
+    L = OH * OW
+    Y = np.empty((OC, x.shape[0] * L), dtype=np.result_type(x, W))
+    for n in chunks(x.shape[0], W, L):  # the chunk's columns of Y: a strided view
+        np.matmul(W.reshape(OC, -1), im2col(x[n], kh, kw, stride, padding, dilation),
+                  out=Y[:, n.start * L:n.stop * L])
+    return Y.reshape(OC, x.shape[0], OH, OW)

@@ -13,7 +13,7 @@ import numpy as np
 
 from tinyconv.autograd import ArrayFunction
 from tinyconv.kernels import fused as fused_kernels
-from tinyconv.ops.conv import chunk_size, gemm_channel_major, gradients, output_size
+from tinyconv.ops.conv import chunks, gemm_channel_major, gradients, output_size
 from tinyconv.ops.norm import affine_or_default, eval_scale_shift, update_running_stats
 
 
@@ -60,27 +60,25 @@ class MaxPool2dReLU(ArrayFunction):
 
 def _conv_epilogue(ctx, x, W, b, conv_args, epilogue):
     """Run a convolution whose channel-major output goes straight into ``epilogue(Y, bias, out)``,
-    which writes the pooled (y, at) into ``out``. Returns (Y, cols, y, at); when nothing is saved
-    for backward, the batch goes through in chunks (as in Conv2d) and Y, cols are None."""
+    which writes the pooled (y, at) into ``out``. Returns (Y, y, at); when nothing is saved for
+    backward, the epilogue runs chunk by chunk too (as in Conv2d) and Y is None."""
     N, OC = x.shape[0], W.shape[0]
     OH, OW = output_size(x.shape, W.shape, *conv_args)
     bias = b if b is not None else np.zeros(OC, dtype=x.dtype)
     y = np.empty((N, OC, OH // 2, OW // 2), dtype=x.dtype)
     at = np.empty(y.shape, dtype=np.uint8)
     if ctx.recording:
-        Y, cols = gemm_channel_major(x, W, *conv_args)
+        Y = gemm_channel_major(x, W, *conv_args)
         epilogue(Y, bias, (y, at))
-        return Y, cols, y, at
-    step = chunk_size(W, OH * OW)
-    for n0 in range(0, N, step):
-        Y, _ = gemm_channel_major(x[n0:n0 + step], W, *conv_args)
-        epilogue(Y, bias, (y[n0:n0 + step], at[n0:n0 + step]))
-    return None, None, y, at
+        return Y, y, at
+    for n in chunks(N, W, OH * OW):
+        epilogue(gemm_channel_major(x[n], W, *conv_args), bias, (y[n], at[n]))
+    return None, y, at
 
 
 def _save_conv(ctx, x, W, conv_args, *arrays):
-    ctx.save_for_backward(W, *arrays)
-    ctx.x_shape, ctx.geometry = x.shape, W.shape[2:] + tuple(conv_args)
+    ctx.save_for_backward(x, W, *arrays)
+    ctx.geometry = W.shape[2:] + tuple(conv_args)
 
 
 class Conv2dBatchNormReLUMaxPool2d(ArrayFunction):
@@ -99,21 +97,21 @@ class Conv2dBatchNormReLUMaxPool2d(ArrayFunction):
                                                eps)
             return _conv_epilogue(ctx, x, W, b, conv_args, lambda Y, bias, out:
                                   fused_kernels.forward(Y, gamma_, beta_, False, (scale, shift),
-                                                        True, bias, out))[2]
-        Y, cols = gemm_channel_major(x, W, *conv_args)
+                                                        True, bias, out))[1]
+        Y = gemm_channel_major(x, W, *conv_args)
         bias = b if b is not None else np.zeros(W.shape[0], dtype=x.dtype)
         y, at, (mu, var, invstd) = fused_kernels.train_forward(Y, gamma_, beta_, eps, True, bias)
         update_running_stats(running_mean, running_var, mu, var, Y[0].size, momentum)
         if ctx.recording:
-            _save_conv(ctx, x, W, conv_args, cols, Y, bias, y, at, gamma_, mu, invstd)
+            _save_conv(ctx, x, W, conv_args, Y, bias, y, at, gamma_, mu, invstd)
         return y
 
     @staticmethod
     def backward(ctx, gy):
-        W, cols, Y, bias, y, at, gamma, mu, invstd = ctx.saved_tensors
+        x, W, Y, bias, y, at, gamma, mu, invstd = ctx.saved_tensors
         gY, ggamma, gbeta, gb = fused_kernels.backward(gy, Y, y, at, gamma, mu, invstd, True, bias)
         need = ctx.needs_input_grad
-        gx, gW, gb = gradients(gY, gb, cols, W, ctx.x_shape, ctx.geometry, need)
+        gx, gW, gb = gradients(gY, gb, x, W, ctx.geometry, need)
         return gx, gW, gb, ggamma if need[3] else None, gbeta if need[4] else None
 
 
@@ -123,15 +121,15 @@ class Conv2dMaxPool2dReLU(ArrayFunction):
     @staticmethod
     def forward(ctx, x, W, b, stride, padding, dilation):
         conv_args = (stride, padding, dilation)
-        Y, cols, y, at = _conv_epilogue(ctx, x, W, b, conv_args, lambda Y, bias, out:
+        Y, y, at = _conv_epilogue(ctx, x, W, b, conv_args, lambda Y, bias, out:
                                         fused_kernels.pool_relu_forward(Y, True, bias, out))
         if ctx.recording:
-            _save_conv(ctx, x, W, conv_args, cols, y, at)
+            _save_conv(ctx, x, W, conv_args, y, at)
             ctx.y_shape = Y.shape
         return y
 
     @staticmethod
     def backward(ctx, gy):
-        W, cols, y, at = ctx.saved_tensors
+        x, W, y, at = ctx.saved_tensors
         gY, gb = fused_kernels.pool_relu_backward(gy, y, at, ctx.y_shape, channel_major=True)
-        return gradients(gY, gb, cols, W, ctx.x_shape, ctx.geometry, ctx.needs_input_grad)
+        return gradients(gY, gb, x, W, ctx.geometry, ctx.needs_input_grad)

@@ -79,11 +79,19 @@ class LRScheduler:
 
     def step(self, epoch=None):
         self._step_count += 1
+        if epoch is not None:
+            warnings.warn(_EPOCH_DEPRECATED, UserWarning, stacklevel=2)
+        self._update_lr(epoch)
+
+    def _update_lr(self, epoch=None):
+        """Go to the next epoch (or to ``epoch``, by the closed form where there is one) and
+        write its learning rates into the groups. SequentialLR calls it with epoch 0 to restart
+        a scheduler at its milestone, as torch does: no warning, and ``_step_count`` unchanged.
+        """
         if epoch is None:
             self.last_epoch += 1
             values = self.get_lr()
         else:
-            warnings.warn(_EPOCH_DEPRECATED, UserWarning, stacklevel=2)
             self.last_epoch = epoch
             closed_form = getattr(self, "_get_closed_form_lr", None)
             values = closed_form() if closed_form is not None else self.get_lr()

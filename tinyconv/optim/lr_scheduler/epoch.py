@@ -1,5 +1,6 @@
 """The schedules that are a fixed formula of the epoch: LambdaLR, MultiplicativeLR, StepLR,
-MultiStepLR, ExponentialLR and CosineAnnealingLR.
+MultiStepLR, ExponentialLR, CosineAnnealingLR, and the warm-up / decay ramps ConstantLR, LinearLR
+and PolynomialLR.
 
 Each is written, as torch writes it, as a recursion on the current lr (lr_t from lr_{t-1}),
 so that it composes with anything else that changes ``group["lr"]`` and rounds as torch does.
@@ -163,3 +164,90 @@ class CosineAnnealingLR(LRScheduler):
         return [self.eta_min + (b - self.eta_min)
                 * (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
                 for b in self.base_lrs]
+
+
+class ConstantLR(LRScheduler):
+    """lr = initial lr * factor for the first ``total_iters`` epochs, then the initial lr.
+
+    Recursively (as torch): multiply by factor at epoch 0, divide by it at epoch total_iters.
+    Stricter than torch: factor=0 is refused (torch accepts it, then divides by zero at
+    epoch total_iters), and so is total_iters=0 (torch would never undo the factor).
+    """
+
+    def __init__(self, optimizer, factor=1.0 / 3, total_iters=5, last_epoch=-1):
+        check_range("factor", factor, 0.0, 1.0, low_open=True)
+        _check_int("total_iters", total_iters, 1)
+        self.factor, self.total_iters = factor, total_iters
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        groups = self.optimizer.param_groups
+        if self.last_epoch == 0:
+            return [g["lr"] * self.factor for g in groups]
+        if self.last_epoch != self.total_iters:
+            return [g["lr"] for g in groups]
+        return [g["lr"] * (1.0 / self.factor) for g in groups]
+
+    def _get_closed_form_lr(self):
+        return [b * (self.factor + (self.last_epoch >= self.total_iters) * (1 - self.factor))
+                for b in self.base_lrs]
+
+
+class LinearLR(LRScheduler):
+    """The factor of the initial lr goes in a straight line from ``start_factor`` (epoch 0) to
+    ``end_factor`` (epoch total_iters), then stays there.
+
+    Recursively (as torch), with s, e the factors and N = total_iters, for 0 < t <= N::
+
+        lr_t = lr_{t-1} * (1 + (e - s) / (N * s + (t - 1) * (e - s)))
+    """
+
+    def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5,
+                 last_epoch=-1):
+        check_range("start_factor", start_factor, 0.0, 1.0, low_open=True)
+        check_range("end_factor", end_factor, 0.0, 1.0)
+        _check_int("total_iters", total_iters, 1)
+        self.start_factor, self.end_factor = start_factor, end_factor
+        self.total_iters = total_iters
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        groups = self.optimizer.param_groups
+        if self.last_epoch == 0:
+            return [g["lr"] * self.start_factor for g in groups]
+        if self._is_initial or self.last_epoch > self.total_iters:
+            return [g["lr"] for g in groups]
+        slope = self.end_factor - self.start_factor
+        ratio = 1.0 + slope / (self.total_iters * self.start_factor
+                               + (self.last_epoch - 1) * slope)
+        return [g["lr"] * ratio for g in groups]
+
+    def _get_closed_form_lr(self):
+        return [b * (self.start_factor + (self.end_factor - self.start_factor)
+                     * min(self.total_iters, self.last_epoch) / self.total_iters)
+                for b in self.base_lrs]
+
+
+class PolynomialLR(LRScheduler):
+    """lr = initial lr * (1 - t / total_iters) ** power, reaching 0 at t = total_iters.
+
+    Recursively (as torch): lr_t = lr_{t-1} * ((1 - t / N) / (1 - (t - 1) / N)) ** power.
+    """
+
+    def __init__(self, optimizer, total_iters=5, power=1.0, last_epoch=-1):
+        _check_int("total_iters", total_iters, 1)
+        check_range("power", power, 0.0)  # a negative power would divide by 0 at total_iters
+        self.total_iters, self.power = total_iters, power
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        groups = self.optimizer.param_groups
+        if self._is_initial or self.last_epoch > self.total_iters:
+            return [g["lr"] for g in groups]
+        decay = ((1.0 - self.last_epoch / self.total_iters)
+                 / (1.0 - (self.last_epoch - 1) / self.total_iters)) ** self.power
+        return [g["lr"] * decay for g in groups]
+
+    def _get_closed_form_lr(self):
+        return [b * (1.0 - min(self.total_iters, self.last_epoch) / self.total_iters)
+                ** self.power for b in self.base_lrs]
