@@ -8,10 +8,12 @@ Oracles, in order of independence:
   * ``torch.nn.functional.conv2d`` / ``max_pool2d`` for the reference twins themselves.
 """
 
+import contextlib
 import importlib
 import inspect
 import math
 import pkgutil
+import sys
 import types
 
 import numpy as np
@@ -21,9 +23,12 @@ from hypothesis import strategies as st
 from numba import njit
 
 import tinyconv.kernels
+from tinyconv.kernels import activation as activation_kernels
+from tinyconv.kernels import conv as conv_kernels
 from tinyconv.kernels import fused
+from tinyconv.kernels import pool as pool_kernels
 from tinyconv.kernels.activation import (
-    PARALLEL_MIN,
+    NUMPY_MAX,
     relu_backward,
     relu_backward_reference,
     relu_forward,
@@ -64,6 +69,23 @@ from tinyconv.kernels.pool import (
 from tinyconv.ops.conv import _weight_grad_t
 
 torch = pytest.importorskip("torch")
+
+
+@contextlib.contextmanager
+def kernels_split(split):
+    """Run the kernels of conv, pool and activation on numba's threads (``split``) or on the
+    calling thread alone, whatever the size: the tests' arrays are small, and the size
+    thresholds (``PARALLEL_MIN``) would otherwise always pick the serial twin."""
+    modules = [(conv_kernels, "PARALLEL_MIN"), (conv_kernels, "LAYOUT_PARALLEL_MIN"),
+               (pool_kernels, "PARALLEL_MIN"), (activation_kernels, "PARALLEL_MIN")]
+    saved = [getattr(m, name) for m, name in modules]
+    for m, name in modules:
+        setattr(m, name, 0 if split else sys.maxsize)
+    try:
+        yield
+    finally:
+        for (m, name), value in zip(modules, saved, strict=True):
+            setattr(m, name, value)
 
 DTYPES = [np.float32, np.float64]
 HYP = settings(max_examples=40, deadline=None, database=None)
@@ -186,11 +208,12 @@ def test_conv_out_size_ceil_mode_examples():
 
 
 @HYP
-@given(geom=conv_geometry(), dtype=st.sampled_from(DTYPES), data=st.data())
-def test_im2col_equals_reference(geom, dtype, data):
+@given(geom=conv_geometry(), dtype=st.sampled_from(DTYPES), split=st.booleans(), data=st.data())
+def test_im2col_equals_reference(geom, dtype, split, data):
     x_shape, kh, kw, stride, padding, dilation = geom
     x = draw_array(data, x_shape, dtype)
-    cols = im2col(x, kh, kw, stride, padding, dilation)
+    with kernels_split(split):
+        cols = im2col(x, kh, kw, stride, padding, dilation)
     ref = im2col_reference(x, kh, kw, stride, padding, dilation)
     assert cols.dtype == ref.dtype == dtype
     OH, OW = out_hw(x_shape, kh, kw, stride, padding, dilation)
@@ -199,12 +222,13 @@ def test_im2col_equals_reference(geom, dtype, data):
 
 
 @HYP
-@given(geom=conv_geometry(), dtype=st.sampled_from(DTYPES), data=st.data())
-def test_col2im_equals_reference(geom, dtype, data):
+@given(geom=conv_geometry(), dtype=st.sampled_from(DTYPES), split=st.booleans(), data=st.data())
+def test_col2im_equals_reference(geom, dtype, split, data):
     x_shape, kh, kw, stride, padding, dilation = geom
     OH, OW = out_hw(x_shape, kh, kw, stride, padding, dilation)
     cols = draw_array(data, (x_shape[1] * kh * kw, x_shape[0] * OH * OW), dtype)
-    x = col2im(cols, x_shape, kh, kw, stride, padding, dilation)
+    with kernels_split(split):
+        x = col2im(cols, x_shape, kh, kw, stride, padding, dilation)
     ref = col2im_reference(cols, x_shape, kh, kw, stride, padding, dilation)
     assert x.dtype == ref.dtype == dtype and x.shape == x_shape
     # NOTE: allclose, not equal: col2im sums overlapping windows, and a kernel is free to add
@@ -267,11 +291,13 @@ def test_im2col_column_layout_by_hand():
 
 
 @HYP
-@given(geom=pool_geometry(), dtype=st.sampled_from(DTYPES), ties=st.booleans(), data=st.data())
-def test_maxpool2d_forward_equals_reference(geom, dtype, ties, data):
+@given(geom=pool_geometry(), dtype=st.sampled_from(DTYPES), ties=st.booleans(),
+       split=st.booleans(), data=st.data())
+def test_maxpool2d_forward_equals_reference(geom, dtype, ties, split, data):
     x_shape, kh, kw, stride, padding, dilation, _, (OH, OW) = geom
     x = draw_array(data, x_shape, dtype, ties=ties)
-    y, idx = maxpool2d_forward(x, kh, kw, stride, padding, dilation, OH, OW)
+    with kernels_split(split):
+        y, idx = maxpool2d_forward(x, kh, kw, stride, padding, dilation, OH, OW)
     y_ref, idx_ref = maxpool2d_forward_reference(x, kh, kw, stride, padding, dilation, OH, OW)
     assert y.dtype == dtype and idx.dtype == np.int64
     np.testing.assert_array_equal(y, y_ref)
@@ -279,13 +305,14 @@ def test_maxpool2d_forward_equals_reference(geom, dtype, ties, data):
 
 
 @HYP
-@given(geom=pool_geometry(), dtype=st.sampled_from(DTYPES), data=st.data())
-def test_maxpool2d_backward_equals_reference(geom, dtype, data):
+@given(geom=pool_geometry(), dtype=st.sampled_from(DTYPES), split=st.booleans(), data=st.data())
+def test_maxpool2d_backward_equals_reference(geom, dtype, split, data):
     x_shape, kh, kw, stride, padding, dilation, _, (OH, OW) = geom
     x = draw_array(data, x_shape, dtype, ties=True)
     _, idx = maxpool2d_forward_reference(x, kh, kw, stride, padding, dilation, OH, OW)
     gy = draw_array(data, x_shape[:2] + (OH, OW), dtype)
-    gx = maxpool2d_backward(gy, idx, x_shape)
+    with kernels_split(split):
+        gx = maxpool2d_backward(gy, idx, x_shape)
     ref = maxpool2d_backward_reference(gy, idx, x_shape)
     assert gx.dtype == dtype and gx.shape == x_shape
     # exact: both scatter each plane's gradients in the same (oh, ow) order
@@ -299,8 +326,9 @@ def test_maxpool2d_backward_equals_reference(geom, dtype, data):
 @HYP
 @given(k=st.sampled_from([(2, 2), (3, 3), (2, 3), (1, 1)]), n=st.integers(1, 3),
        c=st.integers(1, 3), extra=st.tuples(st.integers(0, 2), st.integers(0, 2)),
-       dtype=st.sampled_from(DTYPES), nan_frac=st.sampled_from([0.0, 0.2, 0.6]), data=st.data())
-def test_maxpool2d_tiled_fast_path_equals_reference(k, n, c, extra, dtype, nan_frac, data):
+       dtype=st.sampled_from(DTYPES), nan_frac=st.sampled_from([0.0, 0.2, 0.6]),
+       split=st.booleans(), data=st.data())
+def test_maxpool2d_tiled_fast_path_equals_reference(k, n, c, extra, dtype, nan_frac, split, data):
     # windows that tile the input (stride == kernel, no padding) take their own loops, the 2x2
     # case its own again; rows/columns left over past the last whole window are ignored
     kh, kw = k
@@ -310,11 +338,12 @@ def test_maxpool2d_tiled_fast_path_equals_reference(k, n, c, extra, dtype, nan_f
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="nan seed"))
     x = np.where(rng.random(x_shape) < nan_frac, np.nan, x).astype(dtype)
     args = (kh, kw, (kh, kw), (0, 0), (1, 1), OH, OW)
-    y, idx = maxpool2d_forward(x, *args)
+    with kernels_split(split):
+        y, idx = maxpool2d_forward(x, *args)
+        y_only, _ = maxpool2d_forward(x, *args, indices=False)  # evaluation's loops
     y_ref, idx_ref = maxpool2d_forward_reference(x, *args)
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(idx, idx_ref)
-    y_only, _ = maxpool2d_forward(x, *args, indices=False)  # evaluation's loops
     np.testing.assert_array_equal(y_only, y_ref)
 
 
@@ -471,9 +500,9 @@ def test_batch_norm_eval_kernel_equals_reference(shape, dtype, data):
 
 
 @HYP
-@given(size=st.sampled_from([7, PARALLEL_MIN, PARALLEL_MIN + 12345]),
-       dtype=st.sampled_from(DTYPES), special=st.booleans(), data=st.data())
-def test_relu_kernels_equal_reference(size, dtype, special, data):
+@given(size=st.sampled_from([7, NUMPY_MAX, NUMPY_MAX + 12345]),
+       dtype=st.sampled_from(DTYPES), special=st.booleans(), split=st.booleans(), data=st.data())
+def test_relu_kernels_equal_reference(size, dtype, special, split, data):
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
     x = rng.standard_normal(size).astype(dtype)
     gy = rng.standard_normal(size).astype(dtype)
@@ -482,10 +511,11 @@ def test_relu_kernels_equal_reference(size, dtype, special, data):
         x[rng.random(size) < 0.05] = np.nan
         gy[rng.random(size) < 0.05] = np.inf
     x = x.reshape(1, -1) if size % 2 else x
-    y = relu_forward(x)
+    with kernels_split(split):
+        y = relu_forward(x)
+        gx = relu_backward(gy.reshape(x.shape), y)
     assert y.dtype == dtype and y.shape == x.shape
     np.testing.assert_array_equal(y, relu_forward_reference(x))
-    gx = relu_backward(gy.reshape(x.shape), y)
     np.testing.assert_array_equal(gx, relu_backward_reference(gy.reshape(x.shape), y))
     assert not np.isnan(gx).any()  # inf * 0 never made a NaN
 
@@ -506,17 +536,19 @@ def test_relu_matches_torch_on_special_values():
 
 @HYP
 @given(shape=st.tuples(st.integers(1, 5), st.integers(1, 5), st.integers(1, 40)),
-       dtype=st.sampled_from(DTYPES), bias=st.booleans(), data=st.data())
-def test_layout_moves_equal_reference(shape, dtype, bias, data):
+       dtype=st.sampled_from(DTYPES), bias=st.booleans(), split=st.booleans(), data=st.data())
+def test_layout_moves_equal_reference(shape, dtype, bias, split, data):
     OC, N, L = shape
     Y = draw_array(data, (OC, N, L), dtype)
     b = draw_array(data, (OC,), dtype) if bias else None
-    y = to_batch_major(Y, b)
+    with kernels_split(split):
+        y = to_batch_major(Y, b)
     assert y.dtype == dtype and y.shape == (N, OC, L)
     np.testing.assert_array_equal(y, to_batch_major_reference(Y, b))  # a copy (+ b): exact
     out = np.empty((N, OC, L), dtype)
     assert to_batch_major(Y, b, out=out) is out
-    gY, gb = to_channel_major(y)
+    with kernels_split(split):
+        gY, gb = to_channel_major(y)
     gY_ref, gb_ref = to_channel_major_reference(y)
     assert gY.dtype == gb.dtype == dtype
     np.testing.assert_array_equal(gY, gY_ref)

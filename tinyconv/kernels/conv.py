@@ -37,7 +37,17 @@ forward and backward pass with a worked 4x4 example.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, uintp
+
+from tinyconv._threads import split_if
+
+# Below these sizes (entries of the column matrix; elements moved) the kernels run on the calling
+# thread alone (tinyconv/_threads.py, split_if). Measured on 2 cores, batch 64, serial / split:
+# im2col of the 6x12x12 layer (614,400 entries) 0.18 / 0.13 ms, of 1x28x28 k5 (921,600)
+# 0.18 / 0.14 ms; the layout moves of a (64, 6, 576) output (221,184) 0.02 / 0.07 ms and of
+# 1M elements about even.
+PARALLEL_MIN = 1 << 18
+LAYOUT_PARALLEL_MIN = 1 << 20
 
 from tinyconv import _load
 
@@ -118,56 +128,85 @@ def _valid_range(size, out, k, stride, pad, dil):
 _valid_range_jit = njit(cache=True, inline="always")(_valid_range)
 
 
+# NOTE on indices. numba reads a[k] with a signed k as Python does: a negative k counts from the
+# end, so every access tests k < 0. In a copy loop over a[d + q] that test kept LLVM from
+# emitting vector moves (it made AVX-512 gathers and scatters instead, 5-10x slower: im2col of
+# the 6x12x12 layer at batch 64 took 0.7 ms, now 0.1-0.2 ms). The offsets below are unsigned
+# (``uintp``), which numba knows cannot be negative; they are nonnegative by construction (the
+# ranges come from _valid_range). Unsigned and signed integers must not be mixed in one
+# expression (numba, like NumPy, would make it a float), hence uintp(...) around each offset.
+
+
+@njit(cache=True, inline="always")
+def _copy_row(dst, d, before, count, after, src, s, step):
+    """dst[d + q] = 0 for q < before; dst[d + before + q] = src[s + q*step] for q < count;
+    then ``after`` zeros: one output row of im2col, its padding included."""
+    for q in range(uintp(before)):
+        dst[d + q] = 0
+    d += uintp(before)
+    if step == 1:
+        for q in range(uintp(count)):
+            dst[d + q] = src[s + q]
+    else:
+        stride = uintp(step)
+        for q in range(uintp(count)):
+            dst[d + q] = src[s + q * stride]
+    d += uintp(count)
+    for q in range(uintp(after)):
+        dst[d + q] = 0
+
+
 @njit(cache=True, parallel=True)
 def _im2col_loops(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW):
     N, C, H, W = x.shape
-    for task in prange(C * kh * kw * N):  # one (row r = (c, i, j), sample n) segment per task
-        r, n = task // N, task % N
+    L = OH * OW
+    planes = x.reshape(N * C, H * W)
+    # One row r = (c, i, j) of cols per task, all samples: each task writes one contiguous
+    # stretch of N*L values, and the row's geometry is worked out once, not once per sample.
+    for r in prange(C * kh * kw):
         c, i, j = r // (kh * kw), (r // kw) % kh, r % kw
-        out = cols[r, n * OH * OW:(n + 1) * OH * OW]  # OH rows of OW
-        plane = x[n, c]
         oh_lo, oh_hi = _valid_range_jit(H, OH, i, sh, ph, dh)
         ow_lo, ow_hi = _valid_range_jit(W, OW, j, sw, pw, dw)
-        out[:oh_lo * OW] = 0  # rows whose tap is above or below the image
-        out[oh_hi * OW:] = 0
-        w0 = j * dw - pw
-        for oh in range(oh_lo, oh_hi):
-            seg, src = out[oh * OW:(oh + 1) * OW], plane[oh * sh - ph + i * dh]
-            seg[:ow_lo] = 0
-            seg[ow_hi:] = 0
-            if sw == 1:  # two views, one index: a vector copy (see the NOTE below)
-                dst, row = seg[ow_lo:ow_hi], src[ow_lo + w0:ow_hi + w0]
-                for q in range(ow_hi - ow_lo):
-                    dst[q] = row[q]
-            else:
-                for ow in range(ow_lo, ow_hi):
-                    seg[ow] = src[ow * sw + w0]
+        out = cols[r]
+        for n in range(N):
+            plane, base = planes[n * C + c], n * L
+            for q in range(uintp(oh_lo * OW)):  # rows whose tap is above the image
+                out[uintp(base) + q] = 0
+            for oh in range(oh_lo, oh_hi):
+                first = (oh * sh - ph + i * dh) * W + ow_lo * sw + j * dw - pw  # its input pixel
+                _copy_row(out, uintp(base + oh * OW), ow_lo, ow_hi - ow_lo, OW - ow_hi,
+                          plane, uintp(first), sw)
+            for q in range(uintp((OH - oh_hi) * OW)):  # ... and below it
+                out[uintp(base + oh_hi * OW) + q] = 0
 
 
 @njit(cache=True, parallel=True)
 def _col2im_loops(cols, x, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW):
     N, C, H, W = x.shape
+    L = OH * OW
+    planes = x.reshape(N * C, H * W)
     # NOTE: parallel over (n, c) planes only: different planes never share a pixel, so threads
     # never write the same memory; the rows (i, j) of one plane are summed by one thread.
-    for task in prange(N * C):
-        n, c = task // C, task % C
-        plane = x[n, c]
-        plane[:] = 0  # here, not before: in parallel, and in the cache for what follows
+    for p in prange(N * C):
+        n, c = p // C, p % C
+        plane = planes[p]
+        for q in range(plane.size):  # here, not before: in parallel, and in the cache next
+            plane[q] = 0
         for i in range(kh):
             oh_lo, oh_hi = _valid_range_jit(H, OH, i, sh, ph, dh)
             for j in range(kw):
-                segs = cols[(c * kh + i) * kw + j, n * OH * OW:(n + 1) * OH * OW]
                 ow_lo, ow_hi = _valid_range_jit(W, OW, j, sw, pw, dw)
-                w0 = j * dw - pw
+                seg, count = cols[(c * kh + i) * kw + j], uintp(ow_hi - ow_lo)
                 for oh in range(oh_lo, oh_hi):
-                    src, dst_row = segs[oh * OW:(oh + 1) * OW], plane[oh * sh - ph + i * dh]
+                    first = uintp((oh * sh - ph + i * dh) * W + ow_lo * sw + j * dw - pw)
+                    s = uintp(n * L + oh * OW + ow_lo)
                     if sw == 1:
-                        dst, seg = dst_row[ow_lo + w0:ow_hi + w0], src[ow_lo:ow_hi]
-                        for q in range(ow_hi - ow_lo):
-                            dst[q] += seg[q]
+                        for q in range(count):
+                            plane[first + q] += seg[s + q]
                     else:
-                        for ow in range(ow_lo, ow_hi):
-                            dst_row[ow * sw + w0] += src[ow]
+                        stride = uintp(sw)
+                        for q in range(count):
+                            plane[first + q * stride] += seg[s + q]
 
 
 # "Same" convolutions (stride 1, no dilation, padding (K - 1) / 2, so OH = H and OW = W), the
@@ -301,7 +340,7 @@ def to_batch_major(Y, b, out=None):
     OC, N, L = Y.shape
     y = np.empty((N, OC, L), dtype=Y.dtype) if out is None else out
     bias = b.astype(Y.dtype, copy=False) if b is not None else np.zeros(OC, Y.dtype)
-    _to_batch_major_loops(np.ascontiguousarray(Y), bias, y)
+    split_if(_to_batch_major_loops, y.size, LAYOUT_PARALLEL_MIN)(np.ascontiguousarray(Y), bias, y)
     return y
 
 
@@ -309,7 +348,8 @@ def to_channel_major(gy):
     """Fast version of :func:`to_channel_major_reference`."""
     N, OC, L = gy.shape
     gY, gb = np.empty((OC, N, L), dtype=gy.dtype), np.empty(OC, dtype=gy.dtype)
-    _to_channel_major_loops(np.ascontiguousarray(gy), gY, gb)
+    split_if(_to_channel_major_loops, gy.size, LAYOUT_PARALLEL_MIN)(np.ascontiguousarray(gy), gY,
+                                                                     gb)
     return gY, gb
 
 
@@ -326,9 +366,10 @@ def im2col(x, kh, kw, stride=(1, 1), padding=(0, 0), dilation=(1, 1), out_size=N
     cols = np.empty((C * kh * kw, N * OH * OW), dtype=x.dtype)
     x = np.ascontiguousarray(x)
     if _is_same_conv(H, W, kh, kw, stride, padding, dilation, OH, OW):
-        _im2col_same_loops(x, cols, kh, kw, ph, pw)
+        split_if(_im2col_same_loops, cols.size, PARALLEL_MIN)(x, cols, kh, kw, ph, pw)
     else:
-        _im2col_loops(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW)
+        split_if(_im2col_loops, cols.size, PARALLEL_MIN)(x, cols, kh, kw, sh, sw, ph, pw, dh,
+                                                         dw, OH, OW)
     return cols
 
 
@@ -341,7 +382,8 @@ def col2im(cols, x_shape, kh, kw, stride=(1, 1), padding=(0, 0), dilation=(1, 1)
     x = np.empty(x_shape, dtype=cols.dtype)  # the loops set every pixel
     cols = np.ascontiguousarray(cols)
     if _is_same_conv(H, W, kh, kw, stride, padding, dilation, OH, OW):
-        _col2im_same_loops(cols, x, kh, kw, ph, pw)
+        split_if(_col2im_same_loops, cols.size, PARALLEL_MIN)(cols, x, kh, kw, ph, pw)
     else:
-        _col2im_loops(cols, x, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW)
+        split_if(_col2im_loops, cols.size, PARALLEL_MIN)(cols, x, kh, kw, sh, sw, ph, pw, dh,
+                                                         dw, OH, OW)
     return x
