@@ -39,6 +39,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, uintp
 
+from tinyconv import _load
 from tinyconv._threads import split_if
 
 # Below these sizes (entries of the column matrix; elements moved) the kernels run on the calling
@@ -48,8 +49,6 @@ from tinyconv._threads import split_if
 # 1M elements about even.
 PARALLEL_MIN = 1 << 18
 LAYOUT_PARALLEL_MIN = 1 << 20
-
-from tinyconv import _load
 
 
 def conv_out_size(size: int, kernel: int, stride: int = 1, padding: int = 0,
