@@ -184,7 +184,7 @@ def batch_norm_forward(x, gamma, beta, eps):
     dt = x.dtype
     mu, var, invstd = batch_norm_stats(x3, eps)
     y, xhat = np.empty(x3.shape, dt), np.empty(x3.shape, dt)
-    _normalize_loops(x3, mu, invstd, gamma, beta, y, xhat)
+    _normalize_loops(x3, mu, invstd, _vector(gamma, dt), _vector(beta, dt), y, xhat)
     return y.reshape(x.shape), xhat.reshape(x.shape), mu, var, invstd
 
 
@@ -192,7 +192,7 @@ def batch_norm_eval(x, scale, shift):
     """Fast version of :func:`batch_norm_eval_reference`."""
     x3 = _as_ncl(x)
     y = np.empty(x3.shape, x.dtype)
-    _eval_loops(x3, scale.astype(x.dtype, copy=False), shift.astype(x.dtype, copy=False), y)
+    _eval_loops(x3, _vector(scale, x.dtype), _vector(shift, x.dtype), y)
     return y.reshape(x.shape)
 
 
@@ -202,5 +202,13 @@ def batch_norm_backward(gy, xhat, gamma, invstd):
     C, dt = gy.shape[1], gy.dtype
     gx = np.empty(gy3.shape, dt)
     ggamma, gbeta = np.empty(C, dt), np.empty(C, dt)
-    _backward_loops(gy3, _as_ncl(xhat), gamma, invstd, gx, ggamma, gbeta)
+    _backward_loops(gy3, _as_ncl(xhat), _vector(gamma, dt), _vector(invstd, dt), gx, ggamma,
+                    gbeta)
     return gx.reshape(gy.shape), ggamma, gbeta
+
+
+def _vector(a, dtype):
+    """A per-channel vector as the kernels take it: contiguous, in the data's dtype. (numba
+    compiles a kernel once per layout of its arguments: a strided gamma would cost a compile of
+    its own, seconds, for the same loops.)"""
+    return np.ascontiguousarray(a, dtype=dtype)

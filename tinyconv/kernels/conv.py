@@ -338,7 +338,7 @@ def to_batch_major(Y, b, out=None):
     """Fast version of :func:`to_batch_major_reference`; writes into ``out`` when given."""
     OC, N, L = Y.shape
     y = np.empty((N, OC, L), dtype=Y.dtype) if out is None else out
-    bias = b.astype(Y.dtype, copy=False) if b is not None else np.zeros(OC, Y.dtype)
+    bias = np.ascontiguousarray(b, dtype=Y.dtype) if b is not None else np.zeros(OC, Y.dtype)
     split_if(_to_batch_major_loops, y.size, LAYOUT_PARALLEL_MIN)(np.ascontiguousarray(Y), bias, y)
     return y
 

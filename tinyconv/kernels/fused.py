@@ -35,6 +35,7 @@ from numba import njit, prange
 from tinyconv.kernels.activation import relu_backward_reference, relu_forward_reference
 from tinyconv.kernels.batchnorm import (
     _FASTMATH,
+    _vector,
     batch_norm_backward_reference,
     batch_norm_stats_reference,
     per_channel,
@@ -283,7 +284,7 @@ def forward(x, gamma, beta, training, stats, channel_major=False, pre=None, out=
         args = (stats[0], stats[1], gamma, beta)
     else:
         args = (stats[0], stats[0], stats[0], stats[1])  # a and g unused
-    args = tuple(a.astype(x.dtype, copy=False) for a in args)
+    args = tuple(_vector(a, x.dtype) for a in args)
     _forward_loops(np.ascontiguousarray(x), channel_major, _pre(pre, C, x.dtype), training,
                    *args, *out)
     return out
@@ -299,8 +300,7 @@ def train_forward(x, gamma, beta, eps, channel_major=False, pre=None):
     at = np.empty(y.shape, dtype=np.uint8)
     mu, var, invstd = np.empty(C, dt), np.empty(C, dt), np.empty(C, dt)
     _train_forward_loops(x, _flat(x), channel_major, _pre(pre, C, dt), dt.type(eps),
-                         gamma.astype(dt, copy=False), beta.astype(dt, copy=False), mu, var,
-                         invstd, y, at)
+                         _vector(gamma, dt), _vector(beta, dt), mu, var, invstd, y, at)
     return y, at, (mu, var, invstd)
 
 
@@ -310,8 +310,9 @@ def backward(gy, x, y, at, gamma, mu, invstd, channel_major=False, pre=None):
     C, dt = x.shape[0 if channel_major else 1], x.dtype
     gx = np.empty(x.shape, dtype=dt)
     ggamma, gbeta, gx_sum = np.empty(C, dtype=dt), np.empty(C, dtype=dt), np.empty(C, dtype=dt)
-    _backward_loops(np.ascontiguousarray(gy), _flat(x), channel_major, _pre(pre, C, dt), y, at,
-                    mu, invstd, gamma, _flat(gx), ggamma, gbeta, gx_sum)
+    _backward_loops(np.ascontiguousarray(gy), _flat(x), channel_major, _pre(pre, C, dt),
+                    np.ascontiguousarray(y), np.ascontiguousarray(at), _vector(mu, dt),
+                    _vector(invstd, dt), _vector(gamma, dt), _flat(gx), ggamma, gbeta, gx_sum)
     if channel_major:
         return gx, ggamma, gbeta, gx_sum
     return gx, ggamma, gbeta
@@ -323,7 +324,7 @@ def _flat(a):
 
 
 def _pre(pre, C, dtype):
-    return np.zeros(C, dtype) if pre is None else pre.astype(dtype, copy=False)
+    return np.zeros(C, dtype) if pre is None else _vector(pre, dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -413,7 +414,8 @@ def pool_relu_backward(gy, y, at, x_shape, channel_major=False):
     gx = np.empty(x_shape, dtype=gy.dtype)
     N, C = y.shape[:2]
     plane_sums = np.empty((C, N), dtype=np.float64)
-    _pool_relu_backward_loops(np.ascontiguousarray(gy), y, at, channel_major, gx, plane_sums)
+    _pool_relu_backward_loops(np.ascontiguousarray(gy), np.ascontiguousarray(y),
+                              np.ascontiguousarray(at), channel_major, gx, plane_sums)
     if channel_major:
         return gx, plane_sums.sum(axis=1).astype(gy.dtype)
     return gx
