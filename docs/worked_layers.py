@@ -391,7 +391,7 @@ _QUIET = ("_check", "_pair", "_same_dtype", "__getattr__", "_has_hooks", "_wrap"
           "_unpatched", "_tiling_pool", "_is_same_conv", "__init__", "__enter__", "__exit__",
           "unbroadcast", "_collect", "_as_ncl", "_use_loops", "_softmax_dim", "_stats_args",
           "_batch_norm_args", "affine_or_default", "conv_out_size", "output_size",
-          "_conv2d_args", "_pool_geometry", "_batch_norm_fits", "_pool_and_relu")
+          "_conv2d_args", "_pool_geometry", "_batch_norm_fits", "_pool_and_relu", "_vector")
 _PROPERTIES = {"ndim", "dtype", "numel", "shape", "requires_grad", "size", "is_leaf", "data",
                "grad", "grad_fn", "dim", "device", "training"}
 
