@@ -43,7 +43,7 @@ class Conv2d(ArrayFunction):
         geometry = (W.shape[2], W.shape[3], stride, padding, dilation)  # kh, kw, ...
         y = np.empty((x.shape[0], W.shape[0]) + output_size(x.shape, W.shape, *geometry[2:]),
                      dtype=np.result_type(x, W))  # (N, OC, OH, OW)
-        for n in chunks(x.shape[0], W, y.shape[2] * y.shape[3]):  # see "Chunks" above
+        for n in chunks(x.shape[0], W, y.shape[2] * y.shape[3]):  # see "Chunks" below
             cols = im2col(x[n], *geometry)  # (K, P) of this chunk
             _gemm_into(y[n], W, cols, b)  # y = W2 @ cols + b, in the batch's layout
         if ctx.recording:  # backward rebuilds each chunk's cols from x
@@ -75,7 +75,7 @@ def gradients(gY, gb, x, W, geometry, need):
     W2 = W.reshape(OC, -1)
     gWT = np.zeros(W2.shape[::-1], dtype=gY.dtype) if need_w else None  # gW as (K, OC)
     gx = np.empty(x.shape, dtype=gY.dtype) if need_x else None
-    for n in chunks(N, W, L):
+    for n in chunks(N, W, L) if need_w or need_x else ():  # (gb alone needs no cols)
         cols, gYn = im2col(x[n], *geometry), gY[:, n.start * L:n.stop * L]
         # gW = gY · colsᵀ, summed over the chunks                   (OC, K) -> (OC, C, KH, KW)
         if need_w:
