@@ -293,3 +293,27 @@ def test_fused_conv_ops_gradients_equal_finite_differences():
     a = arrays(np.random.default_rng(4), np.float64, n=2, c=2, oc=2, h=4, w=4)
     grad_check(fused_conv_bn, a, atol=1e-6, rtol=1e-5)
     grad_check(fused_conv_pool, a[:3], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("wanted", ["x", "W", "b", "xW", "xb", "Wb", "xWb"])
+def test_conv_gradients_for_each_subset_of_inputs_equal_torch(wanted, monkeypatch):
+    # backward builds each chunk's columns only for the gradients wanted (none for b alone);
+    # chunks of two samples, float64, against torch
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr("tinyconv.ops.conv.CHUNK_ELEMENTS", 100)
+    rng = np.random.default_rng(5)
+    arrays = {"x": rng.standard_normal((5, 2, 5, 6)), "W": rng.standard_normal((4, 2, 3, 3)),
+              "b": rng.standard_normal(4)}
+    ours = {k: tinyconv.from_numpy(v.copy()).requires_grad_(k in wanted) for k, v in arrays.items()}
+    theirs = {k: torch.tensor(v, requires_grad=k in wanted) for k, v in arrays.items()}
+    weights = np.cos(np.arange(5 * 4 * 5 * 6)).reshape(5, 4, 5, 6)
+    (tinyconv.nn.functional.conv2d(ours["x"], ours["W"], ours["b"], padding=1)
+     * tinyconv.from_numpy(weights)).sum().backward()
+    (torch.nn.functional.conv2d(theirs["x"], theirs["W"], theirs["b"], padding=1)
+     * torch.tensor(weights)).sum().backward()
+    for k in arrays:
+        if k in wanted:
+            np.testing.assert_allclose(ours[k].grad.numpy(), theirs[k].grad.numpy(), rtol=1e-12,
+                                       atol=1e-12, err_msg=k)
+        else:
+            assert ours[k].grad is None
