@@ -26,36 +26,32 @@ def _parse_number(text, kind, expected):
     return value
 
 
+def _bounded(text, kind, expected, ok):
+    """``text`` as ``kind`` when ``ok(value)``, else argparse's error "expected ..., got ..."."""
+    value = _parse_number(text, kind, expected)
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
 def positive_int(text):
     """argparse type: an integer >= 1."""
-    value = _parse_number(text, int, "a positive integer")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+    return _bounded(text, int, "a positive integer", lambda v: v >= 1)
 
 
 def nonnegative_int(text):
     """argparse type: an integer >= 0."""
-    value = _parse_number(text, int, "an integer >= 0")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+    return _bounded(text, int, "an integer >= 0", lambda v: v >= 0)
 
 
 def positive_float(text):
     """argparse type: a finite number > 0."""
-    value = _parse_number(text, float, "a positive number")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+    return _bounded(text, float, "a positive number", lambda v: v > 0)
 
 
 def nonnegative_float(text):
     """argparse type: a finite number >= 0."""
-    value = _parse_number(text, float, "a number >= 0")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
+    return _bounded(text, float, "a number >= 0", lambda v: v >= 0)
 
 
 def thread_count(text):
