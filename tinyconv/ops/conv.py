@@ -33,7 +33,7 @@ And one that changes the order of the sums (equal to float rounding, not bit for
   reads x and writes y in its final layout, bias included (also the channel-major Y of
   :func:`gemm_channel_major`, so fused and unfused stay bit-identical); backward gets gW by
   direct dot products and gx as the direct convolution of gy with the turned filters
-  (:func:`_input_grad_direct`), each where the same rule says it pays. The CNN's training step
+  (:func:`_input_grad_direct`), each where it pays (measured). The CNN's training step
   at batch 64 (2 cores): 2.2 ms instead of 3.7. ``DIRECT = False`` (or
   ``TINYCONV_DIRECT_CONV=0`` in the environment) turns it off.
 """
@@ -58,6 +58,11 @@ SMALL_K = 32  # first layers with receptive fields up to this long: see _weight_
 #: forward by direct loops where they pay (see _uses_direct); False: always im2col + GEMM
 DIRECT = os.environ.get("TINYCONV_DIRECT_CONV", "1") != "0"
 DIRECT_WORK_MAX = 3000  # multiply-adds per output value up to which the direct loops win
+GX_DIRECT_MAX_K = 160  # and receptive-field length up to which they win for gx (see there)
+# gW: below this receptive-field length the GEMMs stay faster (1x28x28 -> 32, k3 p1 at batch 64:
+# per-sample GEMMs 0.39 ms, direct 0.66; from K = 25 on direct wins: 1x28x28 -> 6, k5 0.28 / 0.22,
+# 6x12x12 -> 6, k5 0.42 / 0.18, 3x32x32 -> 64, k3 p1 4.1 / 2.3)
+GW_DIRECT_MIN_K = 16
 
 
 class Conv2d(ArrayFunction):
@@ -100,7 +105,8 @@ def gradients(gY, gb, x, W, geometry, need):
     W2 = W.reshape(OC, -1)
     # speed cases first (direct loops, see _uses_direct); the GEMMs below do what they leave
     gx = _input_grad_direct(gY, x.shape, W, geometry) if need_x else None
-    direct_w = need_w and _uses_direct(x.shape, W.shape, *geometry[2:])
+    direct_w = (need_w and W[0].size >= GW_DIRECT_MIN_K
+                and _uses_direct(x.shape, W.shape, *geometry[2:]))
     gW = conv2d_direct_weight_grad(gY.reshape(OC, N, L), x, W.shape[2:], *geometry[3:]) \
         if direct_w else None
     cols_w, cols_x = need_w and not direct_w, need_x and gx is None
@@ -197,13 +203,18 @@ def _uses_direct(x_shape, W_shape, stride, padding, dilation):
 
 
 def _input_grad_direct(gY, x_shape, W, geometry):
-    """gx by the direct loops, or None where they do not pay (see :func:`_uses_direct`).
+    """gx by the direct loops, or None where they do not pay.
 
     With stride 1, y[oh] = sum over i of W[i] * x[oh - P + i*D] sends gy[oh] * W[i] to x[h],
     h = oh - P + i*D; so gx[h] = sum over i' of W[KH-1-i'] * gy[h - P' + i'*D], P' = D*(KH-1) - P:
     a stride-1 convolution of gy with the filters turned by 180 degrees, their in- and output
     channels swapped, padding P' (>= 0 needed) and the same dilation; its output has H rows.
-    (The CNN's 6x12x12 -> 6, k5 layer at batch 64: 0.2 ms instead of 0.4 for GEMM + col2im.)
+
+    Where it pays (measured at batch 64 on 2 cores, GEMM + col2im / direct, ms): beyond
+    :func:`_uses_direct`, this convolution must have at least 2 output channels (the loops
+    compute channels in pairs; 1x28x28 -> 6, k5: 0.47 / 0.72) and a receptive field OC*KH*KW
+    of at most ``GX_DIRECT_MAX_K`` (3x32x32 -> 64, k3 p1, 576: 4.1 / 7.0); the CNN's 6x12x12
+    -> 6, k5 (150): 0.62 / 0.51, LeNet's 3x32x32 -> 6, k5 (150): 5.3 / 1.8.
     """
     _, _, stride, (ph, pw), (dh, dw) = geometry
     OC, C, KH, KW = W.shape
@@ -211,8 +222,8 @@ def _input_grad_direct(gY, x_shape, W, geometry):
     OH, OW = output_size(x_shape, W.shape, stride, (ph, pw), (dh, dw))
     padding = (dh * (KH - 1) - ph, dw * (KW - 1) - pw)
     turned_shape = (C, OC, KH, KW)
-    if min(padding) < 0 or not _uses_direct((N, OC, OH, OW), turned_shape, stride, padding,
-                                            (dh, dw)):
+    if (min(padding) < 0 or C < 2 or OC * KH * KW > GX_DIRECT_MAX_K
+            or not _uses_direct((N, OC, OH, OW), turned_shape, stride, padding, (dh, dw))):
         return None
     gy = np.ascontiguousarray(gY.reshape(OC, N, OH, OW).transpose(1, 0, 2, 3))
     turned = np.ascontiguousarray(W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
