@@ -21,8 +21,9 @@ each copy and its fraction of that copy's speed alone (1.0: sharing cost nothing
 and a Markdown table (``--out``, default benchmarks/results/shared.{json,md}).
 
 The figures need the machine to themselves apart from what the script starts: anything else
-running counts as one more sharer. tinyconv's threads follow the load (tinyconv/_load.py)
-unless the environment says ``TINYCONV_ADAPTIVE_THREADS=0``: the workers inherit it.
+running counts as one more sharer. tinyconv's numba threads follow the load (tinyconv/_load.py)
+unless the environment says ``TINYCONV_ADAPTIVE_THREADS=0``; with ``=all`` OpenBLAS's threads
+follow it too (results then vary in their last bits with the load): the workers inherit it.
 """
 
 from __future__ import annotations

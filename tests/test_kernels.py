@@ -66,6 +66,12 @@ from tinyconv.kernels.pool import (
     maxpool2d_forward,
     maxpool2d_forward_reference,
 )
+from tinyconv.kernels.softmax import (
+    log_softmax_rows,
+    log_softmax_rows_backward,
+    log_softmax_rows_backward_reference,
+    log_softmax_rows_reference,
+)
 from tinyconv.ops.conv import _weight_grad_t
 
 torch = pytest.importorskip("torch")
@@ -529,6 +535,51 @@ def test_relu_matches_torch_on_special_values():
     y = relu_forward(x)
     np.testing.assert_array_equal(y, ty.detach().numpy())
     np.testing.assert_array_equal(relu_backward(gy, y), tx.grad.numpy())
+
+
+# ---- log-softmax over the last axis ------------------------------------------------------------
+
+
+@HYP
+@given(rows=st.integers(1, 40), classes=st.integers(1, 17), lead=st.booleans(),
+       dtype=st.sampled_from(DTYPES), special=st.booleans(), data=st.data())
+def test_log_softmax_rows_equal_reference(rows, classes, lead, dtype, special, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    x = (rng.standard_normal((rows, classes)) * 30).astype(dtype)
+    gy = rng.standard_normal((rows, classes)).astype(dtype)
+    if special:  # NaN, +-inf, rows of -inf (NaN out, as the formula), huge logits
+        for value in (np.nan, np.inf, -np.inf, 1e30 if dtype == np.float32 else 1e300):
+            x[rng.random(x.shape) < 0.08] = value
+        x[rng.random(rows) < 0.2] = -np.inf
+    if lead:  # more leading axes, and a strided input
+        x, gy = x.reshape(1, rows, classes), gy.reshape(1, rows, classes)
+        x = np.concatenate([x, x], axis=-1)[..., ::2]
+    y = log_softmax_rows(x)
+    with np.errstate(invalid="ignore"):  # inf - inf in NumPy's formula
+        want = log_softmax_rows_reference(x)
+    assert y.dtype == dtype and y.shape == x.shape
+    tol = 1e-5 if dtype == np.float32 else 1e-13  # sums in another order, exp/log of libm
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
+    np.testing.assert_allclose(y, want, rtol=tol, atol=tol)
+    gx = log_softmax_rows_backward(gy, y)
+    with np.errstate(invalid="ignore"):
+        gx_want = log_softmax_rows_backward_reference(gy, y)
+    np.testing.assert_array_equal(np.isnan(gx), np.isnan(gx_want))
+    np.testing.assert_allclose(gx, gx_want, rtol=tol, atol=tol * np.abs(gy).sum(axis=-1).max())
+
+
+def test_log_softmax_rows_match_torch():
+    x = np.random.default_rng(0).standard_normal((1000, 10)).astype(np.float32) * 10
+    x[0, 3], x[1] = np.nan, -np.inf
+    x[2, 5] = np.inf
+    gy = np.random.default_rng(1).standard_normal(x.shape).astype(np.float32)
+    tx = torch.from_numpy(x).requires_grad_()
+    ty = torch.log_softmax(tx, 1)
+    ty.backward(torch.from_numpy(gy))
+    y = log_softmax_rows(x)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(log_softmax_rows_backward(gy, y), tx.grad.numpy(), rtol=1e-5,
+                               atol=1e-5)
 
 
 # ---- layout moves around the convolution's GEMM -------------------------------------------

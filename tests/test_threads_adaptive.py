@@ -12,6 +12,7 @@ import types
 from pathlib import Path
 
 import numba
+import numpy as np
 import pytest
 
 import tinyconv
@@ -248,16 +249,35 @@ def test_unreadable_proc_stat_switches_it_off(monkeypatch):
     assert _load.ENABLED is False and machine.pool.calls == []
 
 
+def test_openblas_keeps_the_users_count_unless_asked(monkeypatch):
+    # OpenBLAS's products sum in an order that depends on its threads: following the load there
+    # would make a training run depend on what else the machine did (see _load's docstring)
+    numba_pool, blas_pool = FakePool(2), FakePool(2)
+    numba_pool.name, blas_pool.name = "numba", "openblas"
+    machine = Machine(numba_pool)
+    machine.install(monkeypatch)
+    monkeypatch.setattr(_load, "_pools", lambda: [numba_pool, blas_pool])
+    assert machine.sizes([alone] + [beside_a_busy_core] * 3) == [2, 1, 1, 1]
+    assert blas_pool.calls == [] and blas_pool.size == 2
+    monkeypatch.setattr(_load, "NOT_ADAPTED", ())  # TINYCONV_ADAPTIVE_THREADS=all
+    numba_pool.size = 2
+    assert machine.sizes([beside_a_busy_core] * 2) == [1, 1]
+    assert blas_pool.calls == [1] and blas_pool.size == 1
+
+
 def test_the_environment_variable_switches_it_off():
     code = ("import json, tinyconv; from tinyconv import _load\n"
-            "print(json.dumps(_load.ENABLED))")
+            "print(json.dumps(_load.ENABLED))\n")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    for value, enabled in (("0", False), ("1", True)):
+    code += "print(json.dumps(_load.NOT_ADAPTED))\n"
+    for value, enabled, not_adapted in (("0", False, ["openblas"]), ("1", True, ["openblas"]),
+                                        ("all", True, [])):
         env["TINYCONV_ADAPTIVE_THREADS"] = value
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                              text=True, timeout=120)
         assert out.returncode == 0, out.stderr
-        assert json.loads(out.stdout.strip().splitlines()[-1]) is enabled
+        assert json.loads(out.stdout.strip().splitlines()[-2]) is enabled
+        assert json.loads(out.stdout.strip().splitlines()[-1]) == not_adapted
 
 
 def test_a_forked_child_starts_afresh(monkeypatch):
@@ -347,3 +367,43 @@ def test_torch_has_the_same_api():
     torch = pytest.importorskip("torch")
     for name in ("set_num_threads", "get_num_threads"):
         assert callable(getattr(torch, name)) and callable(getattr(tinyconv, name))
+
+
+# ---- what may follow the load: numba's threads change no number ------------------------------
+
+
+def training_step(name):
+    """Loss, output, every gradient and BatchNorm buffer of one training step of a seed
+    network at batch 64 (big enough for every kernel's parallel version), fused where
+    nn.Sequential fuses, then an evaluation forward."""
+    from tinyconv.models import SEED_NETWORKS
+
+    constructor, shape = SEED_NETWORKS[name]
+    tinyconv.manual_seed(0)
+    model = constructor()
+    rng = np.random.default_rng(0)
+    x = tinyconv.from_numpy(rng.standard_normal((64,) + shape).astype(np.float32))
+    y = tinyconv.from_numpy(rng.integers(0, 10, 64))
+    out = model(x)
+    loss = tinyconv.nn.functional.cross_entropy(out, y)
+    loss.backward()
+    model.eval()
+    with tinyconv.no_grad():
+        evaluated = model(x)
+    arrays = {"loss": loss.detach().numpy(), "out": out.detach().numpy(),
+              "eval": evaluated.numpy()}
+    arrays.update({k: p.grad.numpy() for k, p in model.named_parameters()})
+    arrays.update({k: b.numpy() for k, b in model.named_buffers()})
+    return arrays
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads")
+@pytest.mark.parametrize("name", ["fashioncnn", "deepfashioncnn", "convmodule", "cnn"])
+def test_numbas_thread_count_changes_no_bit_of_a_training_step(name, restore_threads):
+    # the load follower changes numba's threads in the middle of a run: every kernel must give
+    # the same bits on any number of them (reductions split by fixed blocks, not by threads)
+    with_1 = (numba.set_num_threads(1), training_step(name))[1]
+    with_2 = (numba.set_num_threads(2), training_step(name))[1]
+    assert with_1.keys() == with_2.keys()
+    for key in with_1:
+        np.testing.assert_array_equal(with_1[key], with_2[key], err_msg=key)

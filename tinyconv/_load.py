@@ -6,17 +6,31 @@ backward pass or a convolution, tinyconv looks at the machine (``maybe_adapt``):
 cores were since the last look (/proc/stat), how much of that was this process's own CPU time,
 so what other processes used, and how often this process's threads were preempted (involuntary
 context switches, ``getrusage``). When others keep a core busy *and* its threads are crowded,
-it runs one thread fewer, for numba and for numpy's OpenBLAS alike; when the core is free
-again, it takes it back.
+it runs one thread fewer in its numba kernels; when the core is free again, it takes it back.
+numpy's OpenBLAS keeps the count the user chose (``set_num_threads``): its matrix products add
+up their inner dimension in blocks that depend on its thread count, so the same product on 1 or
+2 threads can differ in the last bits (DeepFashionCNN's (288, 3528) @ (3528, 64) weight
+gradient: float32 values apart by a few units in the last place), and a training run would then
+depend on what else the machine did. tinyconv's numba
+kernels give the same bits on any number of threads (tests/test_threads_adaptive.py checks a
+training step of each seed network), so their threads may follow the load and the numbers not.
+``TINYCONV_ADAPTIVE_THREADS=all`` lets OpenBLAS's threads follow the load too: faster on a
+shared machine (two copies at once below), at the price of results that vary in their last bits
+with the load.
 
 Why: each parallel loop and each matrix product ends when its slowest thread is done. With a
 core taken by someone else, one of tinyconv's threads waits for a core, and the whole step waits
 for it, a time slice at a time. Measured on 2 cores, FashionCNN training (batch 64, Adam), each
-copy's fraction of its speed alone (benchmarks/shared.py, 5 s per case):
+copy's fraction of its speed alone (benchmarks/shared.py, 5 s per case; one run of each setting
+in one window, TINYCONV_ADAPTIVE_THREADS=0 / unset / all):
 
-                             threads fixed at 2     following the load     PyTorch
-    beside a busy core       0.50-0.69 (4 runs)     0.57-0.76 (6 runs)     0.31-0.41
-    two copies at once       0.25-0.47              0.53-0.78              0.15-0.32
+                          threads fixed at 2   numba follows (default)   both follow   PyTorch
+    beside a busy core    0.34                 0.57                      0.67          0.29-0.31
+    two copies at once    0.28 / 0.30          0.28 / 0.27               0.61 / 0.62   0.21-0.27
+
+(An earlier session, when both followed by default: fixed 0.50-0.69 and 0.25-0.47 over 4 runs,
+both following 0.57-0.76 and 0.53-0.78 over 6.) Two copies at once lose most of their time in
+OpenBLAS's products, whose 2 threads each then wait for a core: only ``all`` helps there.
 
 One thread alone runs at about 0.61 of two here: about what a copy keeps on one core (the
 fractions scatter with the speed alone, their denominator). Alone, training stays at 2 threads:
@@ -38,14 +52,14 @@ The rule is ``decide``: up when the free cores exceed the threads by more than `
 then 4, 8, 16 s while each try ends crowded): only a try shows whether another load still
 overlaps its own.
 
-Never above what the user chose: ``tinyconv.set_num_threads(n)`` (torch's) sets the most threads
-tinyconv may use, for numba and OpenBLAS; so does ``numba.set_num_threads`` or threadpoolctl
+Never above what the user chose: ``tinyconv.set_num_threads(n)`` (torch's) sets the threads of
+OpenBLAS and the most numba may use; so does ``numba.set_num_threads`` or threadpoolctl
 (a count found changed since tinyconv last set it is taken as the user's; set back to the very
 count tinyconv had chosen, it cannot be told apart). Off with ``TINYCONV_ADAPTIVE_THREADS=0``
 (read at import; ``ENABLED`` at run time), and wherever /proc/stat cannot be read (not Linux).
 OpenBLAS is found among the loaded libraries by its ``openblas_set_num_threads`` symbol (numpy's
-scipy-openblas prefixes and suffixes it); without it only numba's threads follow the load.
-numba's count is per calling thread: the thread that trains adapts its own.
+scipy-openblas prefixes and suffixes it), for ``set_num_threads``. numba's count is per calling
+thread: the thread that trains adapts its own.
 """
 
 from __future__ import annotations
@@ -179,8 +193,9 @@ def _openblas_functions(path):
 
 
 def _pools():
-    """The pools to adapt in this process: numba's (unless kernels run serially after a fork,
-    see tinyconv/_threads.py) and OpenBLAS's if found. Made on first use, once per process."""
+    """The thread pools of this process that set_num_threads sets: numba's (unless kernels run
+    serially after a fork, see tinyconv/_threads.py) and OpenBLAS's if found. Made on first use,
+    once per process. All but those in ``NOT_ADAPTED`` follow the load."""
     global _POOLS
     if _POOLS is None:
         from tinyconv import _threads
@@ -196,6 +211,9 @@ def _pools():
 
 
 _POOLS = None
+# OpenBLAS's results depend on its thread count (see the module docstring): it follows the load
+# only when asked to, with TINYCONV_ADAPTIVE_THREADS=all
+NOT_ADAPTED = () if os.environ.get("TINYCONV_ADAPTIVE_THREADS") == "all" else ("openblas",)
 
 
 # ---- torch's API -------------------------------------------------------------------------------
@@ -262,7 +280,7 @@ def maybe_adapt():
     crowded = own_cpu_s >= 0.5 * wall_s and is_crowded(preempted, own_cpu_s)
     last_look = {"others": others, "crowded": crowded}
     _probe.step(now, [pool.adapt(others, stat[2], crowded, _probe.due(now))
-                      for pool in _pools()])
+                      for pool in _pools() if pool.name not in NOT_ADAPTED])
 
 
 class _Probe:

@@ -21,13 +21,17 @@ from __future__ import annotations
 import numpy as np
 
 from tinyconv.autograd import ArrayFunction
+from tinyconv.kernels.softmax import log_softmax_rows, log_softmax_rows_backward
 
 
 class LogSoftmax(ArrayFunction):
     @staticmethod
     def forward(ctx, x, dim):
-        shifted = x - x.max(axis=dim, keepdims=True)
-        y = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+        if dim == x.ndim - 1:  # a classifier's logits: the same formula, a row at a time
+            y = log_softmax_rows(x)  # (tinyconv/kernels/softmax.py: NumPy is slow on short rows)
+        else:
+            shifted = x - x.max(axis=dim, keepdims=True)
+            y = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
         ctx.save_for_backward(y)
         ctx.dim = dim
         return y
@@ -35,6 +39,8 @@ class LogSoftmax(ArrayFunction):
     @staticmethod
     def backward(ctx, gy):
         (y,) = ctx.saved_tensors
+        if ctx.dim == y.ndim - 1:
+            return log_softmax_rows_backward(gy, y)
         return gy - np.exp(y) * gy.sum(axis=ctx.dim, keepdims=True)
 
 
