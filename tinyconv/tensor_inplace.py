@@ -97,7 +97,7 @@ class TensorInplace:
         Why: the general way computes from a copy of the old value and writes the op's result
         into this tensor's memory, so an op that saves its result keeps a second array with
         the same values. A ResNet's ``ReLU(inplace=True)`` after each batch norm, and ``out +=
-        identity``, did that: about 750 MB of copies kept or made per ResNet-18 step at batch 32.
+        identity``, did that: about 750 MiB of copies kept or made per ResNet-18 step at batch 32.
         Here, as in PyTorch:
 
         1. the op reads this tensor's memory directly (an alias: the same array, grad_fn and

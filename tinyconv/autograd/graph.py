@@ -29,7 +29,7 @@ class InputRef:
     Keeping the input Tensor itself would keep its array alive as long as the graph: every
     intermediate result of a forward pass, even those no backward reads (the output of a
     convolution that a batch norm, which saves its own normalized copy, consumed). Those arrays
-    are most of a network's memory: ResNet-18 at batch 32 kept about 770 MB more than the ops
+    are most of a network's memory: ResNet-18 at batch 32 kept about 770 MiB more than the ops
     save. Like PyTorch's graph, a node now holds only the arrays its op saved; a leaf (a
     parameter, an input tensor) is kept itself, since its ``.grad`` is filled at the end.
     """

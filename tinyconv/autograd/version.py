@@ -60,18 +60,19 @@ def _share_version_if_view(cls, result, args, kwargs):
             return
 
 
-def _entry(t, what, value=None):
+def _entry(t, what):
     """A node's record of a saved array that is ``t``'s memory: (t's version counter, its value
-    now or ``value``, t's shape, t's dtype, what t is to the node, e.g. "output 0").
+    now, t's shape, t's dtype, what t is to the node, e.g. "output 0").
 
     The entry keeps t's counter, shape and dtype, not t itself: a tensor is usually an output of
     the very node that keeps the entry (ReLU saves its output), and a node that held its output
     tensor, which holds the node as grad_fn, would form a reference cycle. Python frees a cycle
     only when its cycle collector runs, which it rarely does for objects as old as a finished
-    step's graph: the arrays in it lived on into the next steps (measured: three ResNet-18 steps
-    left 193 nodes alive, each with whatever its tensors held)."""
+    step's graph: the arrays in it lived on into the next steps (measured: after three steps of
+    a small ResNet-18, 193 nodes of finished graphs were still alive, with the output arrays
+    of every op that saved its output)."""
     counter = t._version_counter
-    return (counter, counter.value if value is None else value, tuple(t.shape), t.dtype, what)
+    return (counter, counter.value, tuple(t.shape), t.dtype, what)
 
 
 def _saved_versions(ctx, args, result):
