@@ -323,7 +323,7 @@ def autograd_order():
     x = tinyconv.tensor([3.0], dtype=tinyconv.float64, requires_grad=True)
     sq = x * x
     f = sq + x
-    names = {id(x): "x", id(sq): "sq"}
+    names = {id(x): "x", id(sq.grad_fn): "sq"}  # a leaf by itself, sq by the node that made it
     order = _topological_order(f.grad_fn)
     lines = ["x = 3;  sq = x * x;  f = sq + x",
              f"nodes in backward order: {' -> '.join(node.name() for node in order)}"]
@@ -333,7 +333,7 @@ def autograd_order():
         for t, parent, g in zip(node.inputs, node.edges, node.fn.backward(node.ctx, gy),
                                 strict=False):
             lines.append(f"{node.name()}(gy = {fmt(gy)}) -> gradient {fmt(g)} for "
-                         f"{names[id(t)]}")
+                         f"{names[id(t if parent is None else parent)]}")
             if parent is None:
                 total = total + g
             else:

@@ -336,7 +336,8 @@ def layer_traffic(fused, batch=64):
         order = _topological_order(y.grad_fn)
         rows, gy = [], {id(y.grad_fn): np.ones(y.shape, dtype=np.float32)}
         for node in order:
-            inputs = {id(t._data) for t in node.inputs if t is not None}
+            # a node holds its leaf inputs (an InputRef, without values, for the others)
+            inputs = {id(t._data) for t in node.inputs if getattr(t, "_data", None) is not None}
             out_bytes = int(np.prod(node.out_shape)) * np.dtype(node.out_dtype).itemsize
             seen, kept = set(), 0
             for a in list(node.ctx.__dict__.values()) + list(getattr(node.ctx, "saved_tensors",
@@ -387,7 +388,7 @@ _PKG = os.path.dirname(os.path.abspath(tinyconv.__file__))
 _LOAD = os.path.join(_PKG, "_load.py")
 # helpers that only check arguments or do bookkeeping: left out of the trace to keep it readable
 _QUIET = ("_check", "_pair", "_same_dtype", "__getattr__", "_has_hooks", "_wrap", "_root",
-          "_saved_versions", "_share_version", "_shape_arg", "_axis", "_flat", "_pre",
+          "_saved_versions", "_entry", "_share_version", "_shape_arg", "_axis", "_flat", "_pre",
           "_unpatched", "_tiling_pool", "_is_same_conv", "__init__", "__enter__", "__exit__",
           "unbroadcast", "_collect", "_as_ncl", "_use_loops", "_softmax_dim", "_stats_args",
           "_batch_norm_args", "affine_or_default", "conv_out_size", "output_size",

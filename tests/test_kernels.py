@@ -298,16 +298,22 @@ def test_im2col_column_layout_by_hand():
 
 @HYP
 @given(geom=pool_geometry(), dtype=st.sampled_from(DTYPES), ties=st.booleans(),
-       split=st.booleans(), data=st.data())
-def test_maxpool2d_forward_equals_reference(geom, dtype, ties, split, data):
+       nan_frac=st.sampled_from([0.0, 0.0, 0.2, 0.6]), split=st.booleans(), data=st.data())
+def test_maxpool2d_forward_equals_reference(geom, dtype, ties, nan_frac, split, data):
     x_shape, kh, kw, stride, padding, dilation, _, (OH, OW) = geom
     x = draw_array(data, x_shape, dtype, ties=ties)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="nan seed"))
+    r = rng.random(x_shape)  # NaN and -inf (a window of -inf keeps its first valid tap)
+    x = np.where(r < nan_frac / 2, np.nan, np.where(r < nan_frac, -np.inf, x)).astype(dtype)
+    args = (kh, kw, stride, padding, dilation, OH, OW)
     with kernels_split(split):
-        y, idx = maxpool2d_forward(x, kh, kw, stride, padding, dilation, OH, OW)
-    y_ref, idx_ref = maxpool2d_forward_reference(x, kh, kw, stride, padding, dilation, OH, OW)
+        y, idx = maxpool2d_forward(x, *args)
+        y_only, _ = maxpool2d_forward(x, *args, indices=False)  # evaluation's loops
+    y_ref, idx_ref = maxpool2d_forward_reference(x, *args)
     assert y.dtype == dtype and idx.dtype == np.int64
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(idx, idx_ref)
+    np.testing.assert_array_equal(y_only, y_ref)
 
 
 @HYP

@@ -13,6 +13,7 @@ import numpy as np
 # Tensor is built from this mixin in tinyconv/tensor.py, so the class (and the dtypes) are
 # looked up on that module when a method runs; importing the names here would be circular.
 from tinyconv import autograd, tensor
+from tinyconv.autograd.version import keep_old_values, save_own_memory
 from tinyconv.ops import elementwise as E
 from tinyconv.ops import inplace as INP
 
@@ -43,10 +44,12 @@ class TensorInplace:
                                f"(an expand()ed tensor, where more than one element refers to a "
                                f"single memory location); clone() it first")
 
-    def _apply_inplace(self, compute, op, others=(), fast=None):
+    def _apply_inplace(self, compute, op, others=(), fast=None, one_op=False):
         """Change this tensor in place to ``compute(old)`` (a function of the old value built
         from differentiable ops). ``fast(array)``, if given, writes the new value directly when
-        no graph is recorded."""
+        no graph is recorded. ``one_op``: ``compute`` is a single op (relu, add, ...; not
+        clamp, which is several), which may then read this tensor's memory itself
+        (see :meth:`_write_one_op`)."""
         self._check_writeable(op)
         if not self._tracks_inplace(*others):
             if fast is not None:
@@ -65,6 +68,8 @@ class TensorInplace:
         if base is not None and base.is_leaf and base.requires_grad:
             raise RuntimeError(f"{op}: a view of a leaf Variable that requires grad is being "
                                f"used in an in-place operation; clone() it first")
+        if base is None and one_op and self._write_one_op(compute):
+            return self
         new = compute(self._snapshot())
         if new.dtype != self.dtype:
             if not np.can_cast(new.dtype, self.dtype, casting="same_kind"):
@@ -84,6 +89,41 @@ class TensorInplace:
             self._rebase(INP.ViewOf.apply(base, self._view_fn).grad_fn)
         self._version_counter.value += 1
         return self
+
+    def _write_one_op(self, compute):
+        """The in-place change of :meth:`_apply_inplace` by a single op, without the snapshot:
+        True when done, False (nothing changed) when the general way must do it.
+
+        Why: the general way computes from a copy of the old value and writes the op's result
+        into this tensor's memory, so an op that saves its result keeps a second array with
+        the same values. A ResNet's ``ReLU(inplace=True)`` after each batch norm, and ``out +=
+        identity``, did that: about 750 MiB of copies kept or made per ResNet-18 step at batch 32.
+        Here, as in PyTorch:
+
+        1. the op reads this tensor's memory directly (an alias: the same array, grad_fn and
+           version counter, so that any node that saves it will see the write below);
+        2. if the op's node saved the old value (Log saves its input), it gets a copy of it now,
+           the one case that still copies;
+        3. the result is written into this tensor's memory and the version moves on;
+        4. if the node saved its result (ReLU, Exp, Sigmoid...), it now saves this tensor's
+           memory, which holds the same values, at the new version: a later in-place change
+           of this tensor is refused in backward, as PyTorch refuses it. The result array is
+           freed when this returns.
+        """
+        alias = tensor.Tensor._wrap(self._data)
+        alias.grad_fn, alias._requires_grad = self.grad_fn, self._requires_grad
+        alias._version_counter = self._version_counter
+        new = compute(alias)
+        node = new.grad_fn
+        if new.dtype != self.dtype or node is None or node is self.grad_fn \
+                or not isinstance(node.ctx, autograd.Context):
+            return False  # a cast on top, or not one ArrayFunction: the general way
+        keep_old_values(node, self)
+        np.copyto(self._data, new._data)
+        self._version_counter.value += 1
+        save_own_memory(node, new, self)
+        self._rebase(node)
+        return True
 
     def _snapshot(self):
         """A copy of the current value that stands for it in the graph (same grad_fn)."""
@@ -106,7 +146,8 @@ class TensorInplace:
         def fast(arr):
             ufunc(arr, other_arr, out=arr, casting="same_kind")
 
-        return self._apply_inplace(lambda old: out_of_place(old, other), op, (other,), fast)
+        return self._apply_inplace(lambda old: out_of_place(old, other), op, (other,), fast,
+                                   one_op=True)
 
     def add_(self, other, alpha=1):
         if alpha != 1:
@@ -128,28 +169,28 @@ class TensorInplace:
         return self._binary_inplace(exponent, "pow_", np.power, lambda a, b: a ** b)
 
     def neg_(self):
-        return self._apply_inplace(lambda old: -old, "neg_")
+        return self._apply_inplace(lambda old: -old, "neg_", one_op=True)
 
     def abs_(self):
-        return self._apply_inplace(lambda old: old.abs(), "abs_")
+        return self._apply_inplace(lambda old: old.abs(), "abs_", one_op=True)
 
     def exp_(self):
-        return self._apply_inplace(lambda old: old.exp(), "exp_")
+        return self._apply_inplace(lambda old: old.exp(), "exp_", one_op=True)
 
     def log_(self):
-        return self._apply_inplace(lambda old: old.log(), "log_")
+        return self._apply_inplace(lambda old: old.log(), "log_", one_op=True)
 
     def sqrt_(self):
-        return self._apply_inplace(lambda old: old.sqrt(), "sqrt_")
+        return self._apply_inplace(lambda old: old.sqrt(), "sqrt_", one_op=True)
 
     def relu_(self):
-        return self._apply_inplace(lambda old: old.relu(), "relu_")
+        return self._apply_inplace(lambda old: old.relu(), "relu_", one_op=True)
 
     def sigmoid_(self):
-        return self._apply_inplace(lambda old: old.sigmoid(), "sigmoid_")
+        return self._apply_inplace(lambda old: old.sigmoid(), "sigmoid_", one_op=True)
 
     def tanh_(self):
-        return self._apply_inplace(lambda old: old.tanh(), "tanh_")
+        return self._apply_inplace(lambda old: old.tanh(), "tanh_", one_op=True)
 
     def clamp_(self, min=None, max=None):  # noqa: A002 - torch's names
         return self._apply_inplace(lambda old: old.clamp(min, max), "clamp_")
@@ -172,7 +213,8 @@ class TensorInplace:
         def fast(arr):
             arr[...] = value
 
-        return self._apply_inplace(lambda old: INP.Fill.apply(old, value), "fill_", (), fast)
+        return self._apply_inplace(lambda old: INP.Fill.apply(old, value), "fill_", (), fast,
+                                   one_op=True)
 
     def copy_(self, src, non_blocking=False):
         if isinstance(src, tensor.Tensor):
@@ -189,7 +231,7 @@ class TensorInplace:
             arr[...] = src_t._data  # copy_ converts between dtypes, as torch's does
 
         return self._apply_inplace(lambda old: INP.CopyFrom.apply(old, src_t), "copy_", (src_t,),
-                                   fast)
+                                   fast, one_op=True)
 
     def uniform_(self, a=0.0, b=1.0, generator=None):
         from tinyconv import random

@@ -149,7 +149,7 @@ def backward(tensor, grad: np.ndarray, retain_graph: bool = False, *, capture=No
             else:
                 _add_to_slot(grads, parent, t._output_nr, g)
         if not retain_graph:
-            node.ctx = None  # free the saved arrays
+            node.ctx, node.saved_versions = None, ()  # free the saved arrays
     # ids of arrays that a leaf may not keep as its .grad: the caller's, and those already given
     handed: set[int] = {id(g) for g in grads_in}
     for t, g, summed in leaves.values():

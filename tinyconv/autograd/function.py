@@ -35,6 +35,7 @@ import functools
 import numpy as np
 
 from tinyconv import autograd
+from tinyconv.autograd.version import _entry
 
 __all__ = ["Function", "FunctionCtx", "once_differentiable"]
 
@@ -255,8 +256,8 @@ def _attach(out, node, i):
 
 
 def _saved_versions(ctx, args, raw_outs, outs):
-    """(version counter, its value now, tensor, what) of each saved tensor that is an input or
-    an output: backward refuses to run if an in-place op has changed one since."""
+    """A version entry (see tinyconv/autograd/version.py) for each saved tensor that is an input
+    or an output: backward refuses to run if an in-place op has changed one since."""
     from tinyconv.tensor import Tensor
 
     versions = []
@@ -265,7 +266,7 @@ def _saved_versions(ctx, args, raw_outs, outs):
         found += [(a, f"input {i}") for i, a in enumerate(args) if s is a]
         if found and isinstance(found[0][0], Tensor):
             t, what = found[0]
-            versions.append((t._version_counter, t._version_counter.value, t, what))
+            versions.append(_entry(t, what))
     return tuple(versions)
 
 
