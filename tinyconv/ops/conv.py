@@ -105,7 +105,8 @@ def gradients(gY, gb, x, W, geometry, need):
     W2 = W.reshape(OC, -1)
     # speed cases first (direct loops, see _uses_direct); the GEMMs below do what they leave
     gx = _input_grad_direct(gY, x.shape, W, geometry) if need_x else None
-    direct_w = (need_w and W[0].size >= GW_DIRECT_MIN_K
+    # (gW by the loops only where gx needs no cols: else the cols built for gx serve gW too)
+    direct_w = (need_w and (gx is not None or not need_x) and W[0].size >= GW_DIRECT_MIN_K
                 and _uses_direct(x.shape, W.shape, *geometry[2:]))
     gW = conv2d_direct_weight_grad(gY.reshape(OC, N, L), x, W.shape[2:], *geometry[3:]) \
         if direct_w else None
