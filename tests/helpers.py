@@ -17,6 +17,8 @@ bugs, while normal samples keep the values in a range where both libraries are w
 
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import torch
 
@@ -213,3 +215,10 @@ def eval_fused_and_not(fused, unfused, x):
         out_u = unfused(x)
     tinyconv.nn.set_fusion(True)
     return out_f.numpy(), out_u.numpy()
+
+
+def default_sigint():
+    """``preexec_fn`` for a child that a test interrupts with SIGINT (Ctrl-C). A shell that
+    starts a command in the background makes it ignore SIGINT, its children inherit that, and
+    Python then installs no KeyboardInterrupt handler: the child gets the default back."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

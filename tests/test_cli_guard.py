@@ -21,6 +21,7 @@ import time
 
 import numba
 import pytest
+from helpers import default_sigint
 
 import tinyconv
 
@@ -238,7 +239,7 @@ def test_ctrl_c_keeps_the_last_finished_epoch_and_says_where(tmp_path):
     ckpt = tmp_path / "run" / "checkpoint.npz"
     proc = script("--limit-train", "640", "--limit-test", "200", "--epochs", "50", "--out",
                   str(tmp_path / "run"), cwd=tmp_path, stdout=subprocess.PIPE,
-                  stderr=subprocess.PIPE)
+                  stderr=subprocess.PIPE, preexec_fn=default_sigint)
     deadline = time.time() + 300
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -262,7 +263,7 @@ def test_ctrl_c_keeps_the_last_finished_epoch_and_says_where(tmp_path):
 def test_ctrl_c_before_the_first_epoch_ends_claims_no_checkpoint(tmp_path):
     proc = script("--limit-train", "3000", "--limit-test", "64", "--epochs", "1", "--out",
                   str(tmp_path / "run"), cwd=tmp_path, stdout=subprocess.PIPE,
-                  stderr=subprocess.PIPE)
+                  stderr=subprocess.PIPE, preexec_fn=default_sigint)
     banner = proc.stdout.readline()  # printed just before the first batch
     assert "FashionCNN on tinyconv" in banner, banner + proc.stderr.read()
     proc.send_signal(signal.SIGINT)
@@ -275,14 +276,20 @@ def test_ctrl_c_before_the_first_epoch_ends_claims_no_checkpoint(tmp_path):
 
 def test_a_ctrl_c_during_a_checkpoint_write_waits_for_it():
     common = example("common")
-    finished = []
-    with pytest.raises(KeyboardInterrupt):
-        with common.finish_before_interrupt():
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)  # the signal is delivered here, and must not stop the block
-            finished.append(True)
-    assert finished == [True]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # Python's own handler, as in a program started from a terminal (a shell's background job,
+    # a CI script's for one, ignores SIGINT instead)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        finished = []
+        with pytest.raises(KeyboardInterrupt):
+            with common.finish_before_interrupt():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)  # the signal is delivered here, and must not stop the block
+                finished.append(True)
+        assert finished == [True]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.parametrize("kind, good, bad", [

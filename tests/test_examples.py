@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+from helpers import default_sigint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.environ.get("TINYCONV_DATA", os.path.join(os.path.dirname(ROOT), "shared", "data"))
@@ -124,7 +125,8 @@ def test_augment_and_scheduler_resume_exactly_and_keep_the_best(tmp_path):
     env = dict(os.environ, TINYCONV_DATA=DATA, PYTHONWARNINGS="ignore")
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "examples", "fashion.py"),
                              *common, "--out", str(out_b)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=default_sigint)
     while not (out_b / "checkpoint.npz").exists() and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
