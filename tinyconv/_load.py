@@ -11,9 +11,9 @@ numpy's OpenBLAS keeps the count the user chose (``set_num_threads``): its matri
 up their inner dimension in blocks that depend on its thread count, so the same product on 1 or
 2 threads can differ in the last bits (DeepFashionCNN's (288, 3528) @ (3528, 64) weight
 gradient: float32 values apart by a few units in the last place), and a training run would then
-depend on what else the machine did. tinyconv's numba
-kernels give the same bits on any number of threads (tests/test_threads_adaptive.py checks a
-training step of each seed network), so their threads may follow the load and the numbers not.
+depend on what else the machine did. tinyconv's numba kernels give the same bits on any number
+of threads (tests/test_threads_adaptive.py checks a training step of each conv seed network),
+so their threads may follow the load and the numbers not.
 ``TINYCONV_ADAPTIVE_THREADS=all`` lets OpenBLAS's threads follow the load too: faster on a
 shared machine (two copies at once below), at the price of results that vary in their last bits
 with the load.
