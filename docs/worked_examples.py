@@ -36,16 +36,9 @@ from tinyconv.kernels.pool import maxpool2d_backward, maxpool2d_forward  # noqa:
 from tinyconv.nn import functional as F  # noqa: E402
 
 DOCS = os.path.dirname(os.path.abspath(__file__))
-
-
-def fmt(a, indent=""):
-    """An array as NumPy prints it, with numbers in %g form (1 rather than 1.)."""
-    a = np.asarray(a)
-    one = lambda v: f"{v:.6g}" if v != 0 else "0"  # noqa: E731  (no "-0")
-    width = max((len(one(v)) for v in a.flat), default=1) if a.ndim >= 2 else 0
-    text = np.array2string(a, max_line_width=100, separator=" ",
-                           formatter={"float_kind": lambda v: one(v).rjust(width)})
-    return "\n".join(indent + line for line in text.splitlines())
+if DOCS not in sys.path:  # the other worked_*.py pages live beside this file
+    sys.path.insert(0, DOCS)
+from worked_layers import fmt  # noqa: E402
 
 
 def table(m, row_labels, col_labels, width=4):
@@ -467,8 +460,6 @@ EXAMPLES = {f.__name__: f for f in (conv_forward, conv_backward, maxpool_backwar
                                      own_op_legendre)}
 
 # the pages linear.md, relu.md, dropout.md, pooling.md, sgd-momentum.md, fusion.md
-if DOCS not in sys.path:
-    sys.path.insert(0, DOCS)
 import worked_layers  # noqa: E402
 import worked_winograd  # noqa: E402  (winograd.md)
 

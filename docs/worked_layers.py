@@ -20,13 +20,15 @@ from tinyconv.autograd import _topological_order
 from tinyconv.nn import functional as F
 
 
-def fmt(a):
-    """An array as NumPy prints it, numbers in %g form (1 rather than 1.)."""
+def fmt(a, indent=""):
+    """An array as NumPy prints it, with numbers in %g form (1 rather than 1.); every line
+    after ``indent``. (The one definition: worked_examples.py and worked_winograd.py use it.)"""
     a = np.asarray(a)
     one = lambda v: f"{v:.6g}" if v != 0 else "0"  # noqa: E731  (no "-0")
     width = max((len(one(v)) for v in a.flat), default=1) if a.ndim >= 2 else 0
-    return np.array2string(a, max_line_width=100, separator=" ",
+    text = np.array2string(a, max_line_width=100, separator=" ",
                            formatter={"float_kind": lambda v: one(v).rjust(width)})
+    return "\n".join(indent + line for line in text.splitlines())
 
 
 def _t(a, grad=False):

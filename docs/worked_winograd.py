@@ -8,6 +8,7 @@ registered in docs/worked_examples.py (``EXAMPLES``), which writes the pages and
 from __future__ import annotations
 
 import numpy as np
+from worked_layers import fmt  # docs/ is on sys.path (worked_examples.py puts it there)
 
 from tinyconv.kernels.naive import conv2d_naive
 from tinyconv.kernels.winograd import (
@@ -21,15 +22,6 @@ from tinyconv.kernels.winograd import (
     winograd_output_transform_reference,
 )
 from tinyconv.ops.winograd import winograd_conv2d
-
-
-def fmt(a):
-    """An array as NumPy prints it, numbers in %g form (1 rather than 1.)."""
-    a = np.asarray(a)
-    one = lambda v: f"{v:.6g}" if v != 0 else "0"  # noqa: E731  (no "-0")
-    width = max((len(one(v)) for v in a.flat), default=1) if a.ndim >= 2 else 0
-    return np.array2string(a, max_line_width=100, separator=" ",
-                           formatter={"float_kind": lambda v: one(v).rjust(width)})
 
 
 def winograd_1d():
