@@ -100,6 +100,31 @@ def conv2d_direct_reference(x, W, b=None, padding=(0, 0), dilation=(1, 1), chann
     return np.ascontiguousarray(y.transpose(1, 0, 2, 3)) if channel_major else y
 
 
+@njit(cache=True, inline="always")
+def _tap_shifts(C, KH, KW, Hp, Wp, dh, dw):
+    """shifts[t]: where tap t = (c, i, j) starts in a flat padded sample of C planes of Hp x Wp
+    (module docstring: output q of the tap reads pixel q + shift)."""
+    shifts = np.empty(C * KH * KW, dtype=np.intp)
+    for c in range(C):
+        for i in range(KH):
+            for j in range(KW):
+                shifts[(c * KH + i) * KW + j] = c * Hp * Wp + i * dh * Wp + j * dw
+    return shifts
+
+
+@njit(cache=True, inline="always")
+def _pad_into(xp, sample, ph, pw, Hp, Wp):
+    """Copy one sample (C, H, W) into the flat buffer xp of its zero-padded planes (C, Hp, Wp);
+    the padding itself is never written (xp starts as zeros and keeps them)."""
+    C, H, Wd = sample.shape
+    for c in range(C):
+        for h in range(H):
+            start = c * Hp * Wp + (h + ph) * Wp + pw
+            dst, src = xp[start:start + Wd], sample[c, h]
+            for w in range(Wd):
+                dst[w] = src[w]
+
+
 @njit(cache=True, parallel=True)
 def _direct_loops(x, W, b, y, ph, pw, dh, dw, channel_major):
     N, C, H, Wd = x.shape
@@ -108,20 +133,11 @@ def _direct_loops(x, W, b, y, ph, pw, dh, dw, channel_major):
     Hp, Wp = H + 2 * ph, Wd + 2 * pw
     L = (OH * Wp + _BLOCK - 1) // _BLOCK * _BLOCK  # wide rows, rounded up (module docstring)
     K = C * KH * KW
-    shifts = np.empty(K, dtype=np.intp)  # tap t = (c, i, j) reads xp[shifts[t] + q]
-    for c in range(C):
-        for i in range(KH):
-            for j in range(KW):
-                shifts[(c * KH + i) * KW + j] = c * Hp * Wp + i * dh * Wp + j * dw
+    shifts = _tap_shifts(C, KH, KW, Hp, Wp, dh, dw)  # tap t = (c, i, j) reads xp[shifts[t] + q]
     W2 = W.reshape(OC, K)
     for n in prange(N):
         xp = np.zeros(shifts[K - 1] + L, dtype=y.dtype)  # the padded sample, and room to read on
-        for c in range(C):
-            for h in range(H):
-                start = c * Hp * Wp + (h + ph) * Wp + pw
-                dst, src = xp[start:start + Wd], x[n, c, h]
-                for w in range(Wd):
-                    dst[w] = src[w]
+        _pad_into(xp, x[n], ph, pw, Hp, Wp)
         acc = np.empty((2, L), dtype=y.dtype)
         a0, a1 = acc[0], acc[1]
         for oc0 in range(0, OC, 2):  # two channels per pass (the second repeats an odd last)
@@ -238,21 +254,12 @@ def _weight_grad_loops(gY, x, gWn, KH, KW, ph, pw, dh, dw, parts):
     OH, OW = H + 2 * ph - dh * (KH - 1), Wd + 2 * pw - dw * (KW - 1)
     Hp, Wp = H + 2 * ph, Wd + 2 * pw
     L = (OH * Wp + _BLOCK - 1) // _BLOCK * _BLOCK
-    shifts = np.empty(K, dtype=np.intp)
-    for c in range(C):
-        for i in range(KH):
-            for j in range(KW):
-                shifts[(c * KH + i) * KW + j] = c * Hp * Wp + i * dh * Wp + j * dw
+    shifts = _tap_shifts(C, KH, KW, Hp, Wp, dh, dw)
     for part in prange(parts):  # one run of samples per thread, its buffers reused
         xp = np.zeros(shifts[K - 1] + L, dtype=x.dtype)  # the padding stays 0
         g = np.zeros((OC, L), dtype=gY.dtype)  # gy[n] as wide rows; the rest stays 0
         for n in range(part * N // parts, (part + 1) * N // parts):
-            for c in range(C):
-                for h in range(H):
-                    start = c * Hp * Wp + (h + ph) * Wp + pw
-                    dst, src = xp[start:start + Wd], x[n, c, h]
-                    for w in range(Wd):
-                        dst[w] = src[w]
+            _pad_into(xp, x[n], ph, pw, Hp, Wp)
             for oc in range(OC):
                 for oh in range(OH):
                     dst, src = g[oc, oh * Wp:oh * Wp + OW], gY[oc, n, oh * OW:(oh + 1) * OW]
