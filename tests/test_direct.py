@@ -13,12 +13,13 @@ import contextlib
 
 import numpy as np
 import pytest
-from helpers import TOL, assert_close, check_op, randn
+from helpers import TOL, assert_close, check_op, grad_check, randn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinyconv
 import tinyconv.nn.functional as F
+from tinyconv._utils import _pair
 from tinyconv.kernels import direct
 from tinyconv.kernels.direct import (
     conv2d_direct,
@@ -151,6 +152,22 @@ def test_conv2d_with_direct_loops_equals_torch(geo, dtype, bias, seed):
     with direct_switch(True), split(True):
         check_op(tiny_fn, torch_fn, [a for a in (x, W, b) if a is not None], seed=seed,
                  **TOL[dtype])
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kw", [
+    ((2, 2, 5, 5), (3, 2, 3, 3), dict(padding=1)),  # gx and gW both by the direct loops
+    ((1, 2, 6, 5), (2, 2, 2, 3), dict(padding=(1, 0), dilation=2)),
+    ((2, 1, 6, 6), (4, 1, 3, 3), dict()),  # a first layer: gW by the GEMM, forward direct
+])
+def test_conv2d_with_direct_loops_against_finite_differences(x_shape, w_shape, kw):
+    """The gradients of x, W and b, independently of torch (float64 central differences)."""
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape),
+              rng.standard_normal(w_shape[0])]
+    assert conv_ops._uses_direct(x_shape, w_shape, (1, 1), _pair(kw.get("padding", 0)),
+                                 _pair(kw.get("dilation", 1)))
+    with direct_switch(True), split(True):
+        grad_check(lambda x, w, b: F.conv2d(x, w, b, **kw), arrays)
 
 
 @HYP
