@@ -739,6 +739,12 @@ def test_fused_pool_relu_kernels_equal_reference(data):
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
     y, at = out
+    values = fused.pool_relu_values(x, channel_major, pre)  # evaluation's loop, no arg-max
+    np.testing.assert_array_equal(values, y)
+    np.testing.assert_array_equal(np.signbit(values), np.signbit(y))  # no -0 where y has +0
+    into = np.empty_like(y)
+    assert fused.pool_relu_values_reference(x, channel_major, pre, out=into) is into
+    np.testing.assert_array_equal(into, y)
     got = fused.pool_relu_backward(gy, y, at, x.shape, channel_major)
     want = fused.pool_relu_backward_reference(gy, y, at, x.shape, channel_major)
     if not channel_major:

@@ -397,6 +397,54 @@ def _pool_relu_backward_loops(gy, y, at, channel_major, gx, plane_sums):
             plane_sums[c, n] = total
 
 
+def pool_relu_values_reference(x, channel_major=False, pre=None, out=None):
+    """y of :func:`pool_relu_forward_reference` alone, written into ``out`` when given."""
+    y, _ = pool_relu_forward_reference(x, channel_major, pre)
+    if out is None:
+        return y
+    out[...] = y
+    return out
+
+
+@njit(inline="always")
+def _larger(a, b):
+    """b if it wins against a (larger, or NaN), else a: the rule of max_of_window."""
+    return b if (b > a) | (b != b) else a
+
+
+@njit(cache=True, parallel=True)
+def _pool_relu_values_loops(x, channel_major, pre, y):
+    # Evaluation needs no arg-max: the maximum of each column pair first (contiguous, so LLVM
+    # vectorizes it), then of neighbouring columns. max_of_window's scan order decides only
+    # which of equal values is the arg-max, and ties of +0 and -0, which the ReLU makes 0:
+    # the values are the same. (32, 64, 28, 28) channel-major: 5.37 ms with the arg-max
+    # (_pool_relu_loops), 0.48 ms so (2-core AVX2 test machine, best of 5 x 200 calls).
+    N, C, H, W = _dims(x, channel_major)
+    OH, OW = y.shape[2], y.shape[3]
+    zero = x.dtype.type(0)
+    for task in prange(N * C):
+        n, c = _task(task, N, C, channel_major)
+        plane, p = x[c, n] if channel_major else x[n, c], pre[c]
+        column = np.empty(2 * OW, dtype=x.dtype)
+        for oh in range(OH):
+            top, bottom, y_row = plane[2 * oh], plane[2 * oh + 1], y[n, c, oh]
+            for j in range(2 * OW):
+                column[j] = _larger(top[j] + p, bottom[j] + p)
+            for ow in range(OW):
+                best = _larger(column[2 * ow], column[2 * ow + 1])
+                y_row[ow] = zero if best <= 0 else best  # NaN passes, as in the ReLU kernel
+
+
+def pool_relu_values(x, channel_major=False, pre=None, out=None):
+    """Fast :func:`pool_relu_values_reference`: max-pool 2x2 / stride 2 then ReLU, values only
+    (for evaluation), written into ``out`` when given."""
+    N, C, H, W = (x.shape[1], x.shape[0]) + x.shape[2:] if channel_major else x.shape
+    if out is None:
+        out = np.empty((N, C, H // 2, W // 2), dtype=x.dtype)
+    _pool_relu_values_loops(np.ascontiguousarray(x), channel_major, _pre(pre, C, x.dtype), out)
+    return out
+
+
 def pool_relu_forward(x, channel_major=False, pre=None, out=None):
     """Fast :func:`pool_relu_forward_reference` (x of even height and width), written into
     ``out=(y, at)`` when given; ``channel_major`` and ``pre``: see the module docstring."""

@@ -47,6 +47,8 @@ class MaxPool2dReLU(ArrayFunction):
 
     @staticmethod
     def forward(ctx, x):
+        if not ctx.recording:  # no backward: no arg-max (a faster loop, the same values)
+            return fused_kernels.pool_relu_values(x)
         y, at = fused_kernels.pool_relu_forward(x)
         ctx.save_for_backward(y, at)
         ctx.x_shape = x.shape
@@ -121,8 +123,14 @@ class Conv2dMaxPool2dReLU(ArrayFunction):
     @staticmethod
     def forward(ctx, x, W, b, stride, padding, dilation):
         conv_args = (stride, padding, dilation)
-        Y, y, at = _conv_epilogue(ctx, x, W, b, conv_args, lambda Y, bias, out:
-                                        fused_kernels.pool_relu_forward(Y, True, bias, out))
+
+        def epilogue(Y, bias, out):
+            if ctx.recording:
+                return fused_kernels.pool_relu_forward(Y, True, bias, out)
+            # no backward: values only, a faster loop (at stays unwritten; nothing reads it)
+            return fused_kernels.pool_relu_values(Y, True, bias, out[0])
+
+        Y, y, at = _conv_epilogue(ctx, x, W, b, conv_args, epilogue)
         if ctx.recording:
             _save_conv(ctx, x, W, conv_args, y, at)
             ctx.y_shape = Y.shape
