@@ -24,6 +24,7 @@ from tinyconv.kernels.winograd import (
     G,
     tile_counts,
     winograd_filter_transform,
+    winograd_filter_transform_reference,
     winograd_input_transform,
     winograd_input_transform_reference,
     winograd_output_transform,
@@ -243,3 +244,36 @@ def test_benchmark_smoke(tmp_path):
     data = json.loads((tmp_path / "winograd.json").read_text())
     assert len(data["rows"]) == 2 * len(module.SHAPES)
     assert all(ms > 0 for row in data["rows"] for ms in row["ms"].values())
+
+
+# ---- the filter transform's fast version, the channel-major output, strided input -------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 2), (7, 5), (64, 3)])
+def test_filter_transform_equals_reference(shape, dtype):
+    W = np.random.default_rng(1).standard_normal(shape + (3, 3)).astype(dtype)
+    got, want = winograd_filter_transform(W), winograd_filter_transform_reference(W)
+    assert got.dtype == want.dtype == dtype and got.shape == (16,) + shape
+    tol = 1e-6 if dtype == np.float32 else 1e-14  # halvings of sums, maybe in another order
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    # and the reference is G g Gᵀ itself, filter by filter
+    np.testing.assert_allclose(want[:, -1, -1].reshape(4, 4), G @ W[-1, -1] @ G.T, rtol=tol,
+                               atol=tol)
+
+
+@HYP
+@given(case=winograd_case(), bias=st.booleans(), seed=st.integers(0, 2**16))
+def test_channel_major_output_and_strided_input(case, bias, seed):
+    """channel_major gives the same numbers as (OC, N, OH, OW); an input that is a transposed
+    view (gy in the GEMM's layout, as Conv2d's backward hands it) gives the same as a copy."""
+    x_shape, OC, padding = case
+    x, W, b = arrays(seed, x_shape, OC, np.float32)
+    b = b if bias else None
+    y = winograd_conv2d(x, W, b, padding)
+    y_cm = winograd_conv2d(x, W, b, padding, channel_major=True)
+    assert y_cm.shape == (OC, x.shape[0]) + y.shape[2:] and y_cm.flags.c_contiguous
+    np.testing.assert_array_equal(y_cm.transpose(1, 0, 2, 3), y)
+    x_view = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    assert not x_view.flags.c_contiguous
+    np.testing.assert_array_equal(winograd_conv2d(x_view, W, b, padding), y)
