@@ -196,7 +196,7 @@ def main(argv=None):
                        "Median milliseconds per call, float32; ratios above 1: Winograd is "
                        "faster. rule: the path tinyconv's Conv2d takes (tinyconv/ops/conv.py, "
                        "uses_winograd).", "",
-                       *markdown_table(header, "lllrrrrrr", table_rows), "",
+                       *markdown_table(header, "llrlrrrrr", table_rows), "",
                        "Winograd's forward by parts (median ms, the whole batch):", "",
                        *markdown_table(part_header, "lrrrrrr", part_rows), ""])
     return write_report(args.out, "winograd", info, command, rows, table)
