@@ -288,3 +288,20 @@ def test_channel_major_output_and_strided_input(case, bias, seed):
     x_view = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
     assert x_view.flags.c_contiguous == (min(x.shape[:2]) == 1)  # a strided view unless N or C is 1
     np.testing.assert_array_equal(winograd_conv2d(x_view, W, b, padding), y)
+
+
+def test_docs_timing_tables_are_the_committed_results():
+    """docs/winograd.md's timing tables ("When it pays") are copied from the committed
+    benchmarks/results/winograd.md, row for row: the page states no timing the code did not
+    print."""
+    root = Path(__file__).resolve().parents[1]
+    page = (root / "docs" / "winograd.md").read_text(encoding="utf-8")
+    section = page[page.index("## When it pays"):page.index("## Code")]
+    results = (root / "benchmarks" / "results" / "winograd.md").read_text(encoding="utf-8")
+    def data_rows(text):  # the timing tables' rows: 9 cells (pass, ...) or 7 (a layer's parts)
+        return [line for line in text.splitlines() if line.startswith("| ")
+                and not line.startswith(("| pass |", "| shape |", "| pass, layer"))
+                and line.count(" | ") in (6, 8)]
+
+    in_results, in_doc = data_rows(results), data_rows(section)
+    assert len(in_results) == 32 and in_doc == in_results
