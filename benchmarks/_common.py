@@ -153,6 +153,13 @@ def thread_env(threads, env=None):
 
 
 SETTLE_S = 0.02  # untimed calls at the start of each round (time_rounds' settle)
+# The same in a worker process whose rounds alternate with another framework's process
+# (throughput.py). 0.02 s was too short there: FC2Layer's evaluation (~0.68 ms a call, one
+# timed call a round) measured 963 us in tinyconv's worker right after torch's training round,
+# 676 us with 0.3 s of settling (torch's worker: 623 and 654 us; `throughput.py --models
+# fc2layer --rounds 5`, one run each); the same calls in one process take 670-680 us. Something
+# of the other process's round lingers for tens of milliseconds; 0.3 s lets it pass, for both.
+PROCESS_SETTLE_S = 0.3
 
 
 def time_rounds(fns, rounds, repeat, settle=False):
@@ -176,7 +183,8 @@ def time_rounds(fns, rounds, repeat, settle=False):
 def timed_round(fn, repeat, settle=False):
     """Seconds per call of ``fn`` over ``repeat`` calls in a row.
 
-    ``settle=True`` makes untimed calls first, for at least ``SETTLE_S`` seconds. Switching
+    ``settle=True`` makes untimed calls first, for at least ``SETTLE_S`` seconds (a number:
+    that many seconds; see ``PROCESS_SETTLE_S`` for workers in separate processes). Switching
     frameworks has a price that neither pays in a real program: the thread pools of the side
     that just ran keep spinning for a while and take the cores from the other side's threads
     (torch's OpenMP threads spin for several milliseconds after each parallel region;
@@ -184,7 +192,7 @@ def timed_round(fn, repeat, settle=False):
     calls at a time; the untimed calls absorb it.
     """
     if settle:
-        until = time.perf_counter() + SETTLE_S
+        until = time.perf_counter() + (SETTLE_S if settle is True else settle)
         fn()
         while time.perf_counter() < until:
             fn()

@@ -8,7 +8,9 @@
 Each framework runs in a process of its own (this script in a hidden ``--worker`` mode that
 imports only that framework), on the same random batch and from the same initial weights, and
 the script alternates rounds between the two (tinyconv, torch, tinyconv, ...; one runs while
-the other waits), so that whatever else the machine does hits both alike. The report gives the
+the other waits), so that whatever else the machine does hits both alike; each round starts
+with 0.3 s of untimed calls (``PROCESS_SETTLE_S``), so that the other side's last round has
+passed before the timing starts. The report gives the
 median of the rounds and the ratio tinyconv / torch (above 1: tinyconv is faster). Threads are
 set equal on both sides: numba's thread count, the BLAS pool (threadpoolctl) and
 ``torch.set_num_threads``. Training is one forward, backward and Adam step at batch 64;
@@ -43,6 +45,7 @@ warnings.filterwarnings("ignore", message=".*dropout2d.*")
 from _common import (  # noqa: E402
     DEFAULT_OUT,
     LOG_PROB_MODELS,
+    PROCESS_SETTLE_S,
     Worker,
     alternate_rounds,
     command_line,
@@ -124,7 +127,7 @@ def worker(framework, threads):
         return {"layer": layer, "blas": numpy_blas().get("architecture")}
 
     def timed(cmd):
-        return {"seconds": timed_round(fns[cmd["kind"]], cmd["repeat"], settle=True)}
+        return {"seconds": timed_round(fns[cmd["kind"]], cmd["repeat"], settle=PROCESS_SETTLE_S)}
 
     def timed_seconds(cmd):  # as many calls as fit in "seconds" (benchmarks/shared.py)
         return timed_for(fns[cmd["kind"]], cmd["seconds"], cmd.get("settle", 0.0))

@@ -46,6 +46,7 @@ from tinyconv.kernels.batchnorm import (
     channel_stats,
     channel_stats_reference,
 )
+from tinyconv.kernels.bias import add_bias_rows, add_bias_rows_reference
 from tinyconv.kernels.conv import (
     col2im,
     col2im_reference,
@@ -541,6 +542,25 @@ def test_relu_matches_torch_on_special_values():
     y = relu_forward(x)
     np.testing.assert_array_equal(y, ty.detach().numpy())
     np.testing.assert_array_equal(relu_backward(gy, y), tx.grad.numpy())
+
+
+# ---- a bias added to every row (Linear's forward) ---------------------------------------------
+
+
+@HYP
+@given(rows=st.integers(0, 40), features=st.integers(1, 17), dtype=st.sampled_from(DTYPES),
+       strided=st.booleans(), data=st.data())
+def test_add_bias_rows_equal_reference(rows, features, dtype, strided, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    y = rng.standard_normal((rows, 2 * features if strided else features)).astype(dtype)
+    if strided:  # a view the loops do not take: the reference does it
+        y = y[:, ::2]
+    b = rng.standard_normal(features).astype(dtype)
+    b[rng.random(features) < 0.2] = np.inf
+    want = y.copy()
+    add_bias_rows_reference(want, b)
+    add_bias_rows(y, b)  # in place, like the reference
+    np.testing.assert_array_equal(y, want)  # one addition per value: the same bits
 
 
 # ---- log-softmax over the last axis ------------------------------------------------------------

@@ -32,19 +32,20 @@ class ArrayFunction:
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        from tinyconv.tensor import Tensor
-
+        Tensor = _tensor_type()
         # Tensors among the positional arguments are the differentiable inputs; everything else
         # (ints, tuples, None, arrays) is passed through as a hyper-parameter.
         arrays = [a._data if isinstance(a, Tensor) else a for a in args]
-        needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
-        record = _grad_mode.enabled and any(needs)
+        needs = tuple([isinstance(a, Tensor) and a._requires_grad for a in args])
+        record = _grad_mode.enabled and True in needs
         ctx = Context(needs, record)
         out = cls.forward(ctx, *arrays, **kwargs)
         if _anomaly_mode.enabled:
             _check_finite(np.asarray(out), cls, "forward")
         result = Tensor._wrap(out)
-        _share_version_if_view(cls, result, args, kwargs)
+        # a result array that is none of the inputs and no view is not a view of an input
+        if not (out.base is None and all([a is not out for a in arrays])):
+            _share_version_if_view(cls, result, args, kwargs)
         # NOTE: integer and bool results (x.long(), argmax) are not differentiable, as in torch.
         if record and result._data.dtype.kind in "fc":
             inputs = tuple(a if isinstance(a, Tensor) else None for a in args)
@@ -54,3 +55,16 @@ class ArrayFunction:
                 node.saved_versions = _saved_versions(ctx, args, result)
             result.grad_fn = node
         return result
+
+
+_TENSOR = []
+
+
+def _tensor_type():
+    """tinyconv.tensor.Tensor, imported on the first call (tensor.py imports this module), then
+    kept: an import statement in ``apply`` cost ~1 us of each op's ~13 us of bookkeeping."""
+    if not _TENSOR:
+        from tinyconv.tensor import Tensor
+
+        _TENSOR.append(Tensor)
+    return _TENSOR[0]

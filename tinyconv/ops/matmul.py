@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyconv.autograd import ArrayFunction, unbroadcast
+from tinyconv.kernels.bias import add_bias_rows
 
 
 class MatMul(ArrayFunction):
@@ -44,14 +45,14 @@ class Linear(ArrayFunction):
     @staticmethod
     def forward(ctx, x, W, b=None):
         # Any leading axes are batch axes: fold them into one for a single GEMM.
-        x2 = x.reshape(-1, x.shape[-1])
+        x2 = x if x.ndim == 2 else x.reshape(-1, x.shape[-1])
         y = x2 @ W.T  # (N, in) @ (in, out) -> (N, out)
         if b is not None:
-            y += b
+            add_bias_rows(y, b)  # y += b (tinyconv/kernels/bias.py: NumPy is slow on short rows)
         need = ctx.needs_input_grad  # gW needs x, gx needs W: keep only those (as torch does)
         ctx.save_for_backward(x2 if need[1] else None, W if need[0] else None)
         ctx.x_shape, ctx.out_features = x.shape, W.shape[0]
-        return y.reshape(x.shape[:-1] + (W.shape[0],))
+        return y if x.ndim == 2 else y.reshape(x.shape[:-1] + (W.shape[0],))
 
     @staticmethod
     def backward(ctx, gy):
