@@ -238,11 +238,12 @@ def uses_winograd(x_shape, W_shape, stride, padding, dilation):
     ch = min(C, OC) and T the 2x2 output tiles of the whole batch (the 16 GEMMs are
     (OC, C) @ (C, T)): ch >= 64; ch >= 128 unless the output is at least 28x28; T >= 256; and
     ch * T >= 2**16. Fitted to im2col / Winograd measured on 2 cores (docs/winograd.md, "When it
-    pays"; benchmarks/winograd.py): ResNet-18's 64x56x56, 128x28x28 and 256x14x14 layers win at
-    batch 8 and 32 (1.4-1.9x), 128x14x14 and 512x7x7 at batch 32 (1.2-1.5x) but not at batch 8
-    (1.1x and 0.9x: too few tiles); 7x7 sides waste 15 of every 64 tile outputs. The seed
-    networks' layers (32 channels; 64x14x14, 1.1x at batch 32 and 64 in some runs, 0.8x in
-    others) stay on im2col.
+    pays", benchmarks/winograd.py; forward and input gradient): ResNet-18's 64x56x56, 128x28x28
+    and 256x14x14 layers win at batch 8 and 32 (1.3-2.4x); 512x7x7 wins at batch 32 (1.2-1.3x)
+    and ties at batch 8 (0.96-1.10: 128 tiles make short GEMMs, and a 7x7 output wastes 15 of
+    every 64 tile outputs); 128x14x14 -> 128 (a scratch run) 1.1x at batch 8, 1.4x at 32. The
+    seed networks' layers stay on im2col: 32 channels, or 64 at 14x14, which won on the machine
+    of these runs (1.1-1.7x) but lost on an earlier one with faster BLAS kernels (0.8x).
 
     The rule depends on the batch: a caller that splits a batch into chunks of samples must ask
     it of the whole batch and hand Winograd the whole batch (its own chunks, as in
