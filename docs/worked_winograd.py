@@ -96,4 +96,25 @@ def winograd_counts():
     return "\n".join(lines)
 
 
-EXAMPLES = {f.__name__: f for f in (winograd_1d, winograd_2d, winograd_counts)}
+def winograd_rule():
+    """Which 3x3 stride-1 layers Conv2d runs by Winograd (tinyconv/ops/conv.py, uses_winograd)."""
+    from tinyconv.ops import conv as conv_ops
+
+    lines = [f"rule: ch = min(C, OC) >= {conv_ops.WINOGRAD_MIN_CHANNELS}; ch >= "
+             f"{conv_ops.WINOGRAD_SMALL_CHANNELS} unless the output is at least "
+             f"{conv_ops.WINOGRAD_SMALL_MIN_SIDE}x{conv_ops.WINOGRAD_SMALL_MIN_SIDE};",
+             f"      tiles (2x2, whole batch) >= {conv_ops.WINOGRAD_MIN_TILES}; ch * tiles >= "
+             f"{conv_ops.WINOGRAD_MIN_WORK:,}",
+             f"{'layer (padding 1)':<18} {'batch':>5} {'tiles':>7} {'ch * tiles':>11}  path"]
+    layers = [((1, 28), 32, 64), ((32, 28), 32, 64), ((32, 14), 64, 64), ((64, 14), 64, 64)]
+    layers += [((c, side), c, n) for n in (8, 32)
+               for c, side in [(64, 56), (128, 28), (256, 14), (512, 7)]]
+    for (C, side), OC, N in layers:
+        tiles = N * int(np.prod(tile_counts(side, side)))
+        on = conv_ops.uses_winograd((N, C, side, side), (OC, C, 3, 3), (1, 1), (1, 1), (1, 1))
+        lines.append(f"{f'{C}x{side}x{side} -> {OC}':<18} {N:>5} {tiles:>7,} "
+                     f"{min(C, OC) * tiles:>11,}  {'Winograd' if on else 'im2col'}")
+    return "\n".join(lines)
+
+
+EXAMPLES = {f.__name__: f for f in (winograd_1d, winograd_2d, winograd_counts, winograd_rule)}

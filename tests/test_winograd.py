@@ -24,12 +24,14 @@ from tinyconv.kernels.winograd import (
     G,
     tile_counts,
     winograd_filter_transform,
+    winograd_filter_transform_reference,
     winograd_input_transform,
     winograd_input_transform_reference,
     winograd_output_transform,
     winograd_output_transform_reference,
 )
 from tinyconv.nn import functional as F
+from tinyconv.ops import conv as conv_ops
 from tinyconv.ops.winograd import (
     winograd_applies,
     winograd_conv2d,
@@ -208,9 +210,13 @@ def float32_errors(C, side, OC, batch=4, seed=0):
     W = rng.uniform(-bound, bound, (OC, C, 3, 3)).astype(np.float32)
     b = rng.uniform(-bound, bound, OC).astype(np.float32)
 
-    def im2col(*arrays):
-        with tinyconv.no_grad():
-            return F.conv2d(*map(tinyconv.tensor, arrays), padding=1).numpy()
+    def im2col(*arrays):  # (Conv2d would take Winograd at ResNet's layers: switched off)
+        saved, conv_ops.WINOGRAD = conv_ops.WINOGRAD, False
+        try:
+            with tinyconv.no_grad():
+                return F.conv2d(*map(tinyconv.tensor, arrays), padding=1).numpy()
+        finally:
+            conv_ops.WINOGRAD = saved
 
     y = im2col(x.astype(np.float64), W.astype(np.float64), b.astype(np.float64))
     scale = np.abs(y).max()
@@ -218,7 +224,12 @@ def float32_errors(C, side, OC, batch=4, seed=0):
             np.abs(im2col(x, W, b) - y).max() / scale)
 
 
-@pytest.mark.parametrize("layer", SEED_LAYERS, ids=lambda s: "x".join(map(str, s)))
+# (C, side, C): ResNet-18's 3x3 stride-1 layers, which Conv2d runs by Winograd
+RESNET_LAYERS = [(64, 56, 64), (128, 28, 128), (256, 14, 256), (512, 7, 512)]
+
+
+@pytest.mark.parametrize("layer", SEED_LAYERS + RESNET_LAYERS,
+                         ids=lambda s: "x".join(map(str, s)))
 def test_float32_error_is_small_and_near_im2col(layer):
     """Winograd is known to lose some accuracy (its transforms add values of both signs before
     the multiply); at the seed layers it stays within 4x im2col's error and below 1e-6 of the
@@ -238,8 +249,59 @@ def test_benchmark_smoke(tmp_path):
     spec = importlib.util.spec_from_file_location("bench_winograd", bench / "winograd.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.main(["--batch", "2", "--threads", "1", "--rounds", "1", "--repeat", "1",
-                 "--out", str(tmp_path)])
+    module.main(["--batch", "2", "--resnet-batches", "1", "--threads", "1", "--rounds", "1",
+                 "--repeat", "1", "--out", str(tmp_path)])
     data = json.loads((tmp_path / "winograd.json").read_text())
-    assert len(data["rows"]) == 2 * len(module.SHAPES)
+    # forward and input grad of every layer; and the forward's parts of ResNet's
+    assert len(data["rows"]) == 2 * len(module.SHAPES) + 3 * len(module.RESNET_SHAPES)
     assert all(ms > 0 for row in data["rows"] for ms in row["ms"].values())
+
+
+# ---- the filter transform's fast version, the channel-major output, strided input -------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 2), (7, 5), (64, 3)])
+def test_filter_transform_equals_reference(shape, dtype):
+    W = np.random.default_rng(1).standard_normal(shape + (3, 3)).astype(dtype)
+    got, want = winograd_filter_transform(W), winograd_filter_transform_reference(W)
+    assert got.dtype == want.dtype == dtype and got.shape == (16,) + shape
+    tol = 1e-6 if dtype == np.float32 else 1e-14  # halvings of sums, maybe in another order
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    # and the reference is G g Gᵀ itself, filter by filter
+    np.testing.assert_allclose(want[:, -1, -1].reshape(4, 4), G @ W[-1, -1] @ G.T, rtol=tol,
+                               atol=tol)
+
+
+@HYP
+@given(case=winograd_case(), bias=st.booleans(), seed=st.integers(0, 2**16))
+def test_channel_major_output_and_strided_input(case, bias, seed):
+    """channel_major gives the same numbers as (OC, N, OH, OW); an input that is a transposed
+    view (gy in the GEMM's layout, as Conv2d's backward hands it) gives the same as a copy."""
+    x_shape, OC, padding = case
+    x, W, b = arrays(seed, x_shape, OC, np.float32)
+    b = b if bias else None
+    y = winograd_conv2d(x, W, b, padding)
+    y_cm = winograd_conv2d(x, W, b, padding, channel_major=True)
+    assert y_cm.shape == (OC, x.shape[0]) + y.shape[2:] and y_cm.flags.c_contiguous
+    np.testing.assert_array_equal(y_cm.transpose(1, 0, 2, 3), y)
+    x_view = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    assert x_view.flags.c_contiguous == (min(x.shape[:2]) == 1)  # a strided view unless N or C is 1
+    np.testing.assert_array_equal(winograd_conv2d(x_view, W, b, padding), y)
+
+
+def test_docs_timing_tables_are_the_committed_results():
+    """docs/winograd.md's timing tables ("When it pays") are copied from the committed
+    benchmarks/results/winograd.md, row for row: the page states no timing the code did not
+    print."""
+    root = Path(__file__).resolve().parents[1]
+    page = (root / "docs" / "winograd.md").read_text(encoding="utf-8")
+    section = page[page.index("## When it pays"):page.index("## Code")]
+    results = (root / "benchmarks" / "results" / "winograd.md").read_text(encoding="utf-8")
+    def data_rows(text):  # the timing tables' rows: 9 cells (pass, ...) or 7 (a layer's parts)
+        return [line for line in text.splitlines() if line.startswith("| ")
+                and not line.startswith(("| pass |", "| shape |", "| pass, layer"))
+                and line.count(" | ") in (6, 8)]
+
+    in_results, in_doc = data_rows(results), data_rows(section)
+    assert len(in_results) == 32 and in_doc == in_results

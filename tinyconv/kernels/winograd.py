@@ -76,22 +76,20 @@ def tile_counts(out_h, out_w):
     return (out_h + 1) // 2, (out_w + 1) // 2
 
 
-def winograd_filter_transform(W):
-    """U = G g Gᵀ for every filter g = W[oc, c] (3x3), as (16, OC, C): U[4*i + j, oc, c].
-
-    Plain NumPy (its cost is tiny: once per call, OC*C filters), in W's dtype.
-    """
-    OC, C = W.shape[:2]
-    G_ = G.astype(W.dtype)
-    # U[oc, c] = G_ @ W[oc, c] @ G_.T for every filter, as two tensordots (one BLAS call each;
-    # np.matmul broadcast over OC*C tiny matrices would loop over them one by one)
-    gGT = np.tensordot(W, G_, axes=([3], [1]))    # g Gᵀ: (OC, C, 3, 4)
-    U = np.tensordot(G_, gGT, axes=([1], [2]))    # G g Gᵀ: (4, OC, C, 4), U[i, oc, c, j]
-    return np.ascontiguousarray(U.transpose(0, 3, 1, 2)).reshape(16, OC, C)
-
-
 # ---------------------------------------------------------------------------------------------
 # reference twins: the formulas, one tile at a time
+
+
+def winograd_filter_transform_reference(W):
+    """U = G g Gᵀ for every filter g = W[oc, c] (3x3), as (16, OC, C): U[4*i + j, oc, c], in
+    W's dtype; one filter at a time, with the matrix G."""
+    OC, C = W.shape[:2]
+    G_ = G.astype(W.dtype)
+    U = np.empty((16, OC, C), dtype=W.dtype)
+    for oc in range(OC):
+        for c in range(C):
+            U[:, oc, c] = (G_ @ W[oc, c] @ G_.T).reshape(16)
+    return U
 
 
 def winograd_input_transform_reference(x, padding, out=None):
@@ -143,6 +141,38 @@ def winograd_output_transform_reference(M, b, out):
 
 # ---------------------------------------------------------------------------------------------
 # fast versions: numba-compiled, the matrix products unrolled into their additions
+
+
+@njit(cache=True, inline="always")
+def _g3(a, b, c):
+    """G (a, b, c): the filter transform of one 3-tap row or column."""
+    return a, 0.5 * (a + b + c), 0.5 * (a - b + c), c
+
+
+@njit(cache=True, parallel=True)
+def _filter_transform_loops(W, U):
+    OC, C = W.shape[:2]
+    for oc in prange(OC):
+        g = W[oc]
+        # NOTE: the 16 rows U[xi, oc] lie OC*C values apart (1 MB at 512 -> 512): stores that
+        # go to all 16 at once keep evicting each other from the cache (same cache sets). So a
+        # block of 64 filters goes into a small buffer first, copied out row by row (2.4x faster).
+        u = np.empty((16, 64), dtype=U.dtype)
+        for c0 in range(0, C, 64):
+            n = min(64, C - c0)
+            for k in range(n):
+                c = c0 + k
+                # G g: the transform of each of the three columns, rows r0..r3
+                r00, r10, r20, r30 = _g3(g[c, 0, 0], g[c, 1, 0], g[c, 2, 0])
+                r01, r11, r21, r31 = _g3(g[c, 0, 1], g[c, 1, 1], g[c, 2, 1])
+                r02, r12, r22, r32 = _g3(g[c, 0, 2], g[c, 1, 2], g[c, 2, 2])
+                # · Gᵀ: the same transform of each row
+                u[0, k], u[1, k], u[2, k], u[3, k] = _g3(r00, r01, r02)
+                u[4, k], u[5, k], u[6, k], u[7, k] = _g3(r10, r11, r12)
+                u[8, k], u[9, k], u[10, k], u[11, k] = _g3(r20, r21, r22)
+                u[12, k], u[13, k], u[14, k], u[15, k] = _g3(r30, r31, r32)
+            for xi in range(16):
+                U[xi, oc, c0:c0 + n] = u[xi, :n]
 
 
 @njit(cache=True, parallel=True)
@@ -258,18 +288,32 @@ def _output_transform_loops(M, b, y, TH, TW):
                 _interleave(y[n, oc, 2 * th + i], out_e[i], out_o[i])
 
 
+def winograd_filter_transform(W):
+    """Fast version of :func:`winograd_filter_transform_reference` (the products with G unrolled
+    into their additions and halvings; equal to float rounding). ResNet-18's 512 -> 512 filters,
+    float32, 2 threads: 10-18 ms as two tensordots and a transpose, about 4 ms so."""
+    U = np.empty((16,) + W.shape[:2], dtype=W.dtype)
+    _filter_transform_loops(np.ascontiguousarray(W), U)
+    return U
+
+
 def winograd_input_transform(x, padding, out=None):
-    """Fast version of :func:`winograd_input_transform_reference`; ``out`` must be C-contiguous."""
+    """Fast version of :func:`winograd_input_transform_reference`; ``out`` must be C-contiguous,
+    x need not be (a view with contiguous rows, such as a channel-major array transposed, is
+    read in place)."""
     N, C, H, W = x.shape
     ph, pw = padding
     TH, TW = tile_counts(H + 2 * ph - 2, W + 2 * pw - 2)
     V = np.empty((16, C, N * TH * TW), dtype=x.dtype) if out is None else out
-    _input_transform_loops(np.ascontiguousarray(x), V, ph, pw, TH, TW)
+    if x.strides[-1] != x.itemsize:  # rows must be contiguous; planes may lie anywhere
+        x = np.ascontiguousarray(x)
+    _input_transform_loops(x, V, ph, pw, TH, TW)
     return V
 
 
 def winograd_output_transform(M, b, out):
-    """Fast version of :func:`winograd_output_transform_reference`."""
+    """Fast version of :func:`winograd_output_transform_reference`; ``out`` may be a view with
+    contiguous rows (the channel-major output of ``winograd_conv2d``)."""
     OC = out.shape[1]
     bias = b.astype(out.dtype, copy=False) if b is not None else np.zeros(OC, out.dtype)
     _output_transform_loops(np.ascontiguousarray(M), bias, out, *tile_counts(*out.shape[2:]))

@@ -35,7 +35,13 @@ And one that changes the order of the sums (equal to float rounding, not bit for
   direct dot products and gx as the direct convolution of gy with the turned filters
   (:func:`_input_grad_direct`), each where it pays (measured). The CNN's training step
   at batch 64 (2 cores): 2.2 ms instead of 3.7. ``DIRECT = False`` (or
-  ``TINYCONV_DIRECT_CONV=0`` in the environment) turns it off.
+  ``TINYCONV_DIRECT_CONV=0`` in the environment) turns it off;
+* a 3x3, stride-1 convolution with many channels on a large enough image (ResNet-18's 3x3
+  layers at 56x56, 28x28 and 14x14; :func:`uses_winograd`) goes by Winograd's F(2x2, 3x3)
+  (tinyconv/ops/winograd.py, docs/winograd.md): forward (also under no_grad, and the
+  channel-major Y of :func:`gemm_channel_major`, so fused and unfused stay bit-identical) and
+  the input gradient; the weight gradient stays on im2col. ``WINOGRAD = False`` (or
+  ``TINYCONV_WINOGRAD=0``) turns it off.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ import os
 
 import numpy as np
 
+from tinyconv._utils import _pair
 from tinyconv.autograd import ArrayFunction
 from tinyconv.kernels.conv import col2im, conv_out_size, im2col, to_batch_major, to_channel_major
 from tinyconv.kernels.direct import (
@@ -52,6 +59,17 @@ from tinyconv.kernels.direct import (
     direct_applies,
     direct_work,
 )
+from tinyconv.ops.winograd import winograd_applies, winograd_conv2d, winograd_conv2d_input_grad
+
+
+def _env_switch(name):
+    """An on/off switch from the environment: unset or "1" is on, "0" is off; anything else is
+    refused (a typo must not silently leave the default on)."""
+    value = os.environ.get(name, "1")
+    if value not in ("0", "1"):
+        raise ValueError(f"{name} must be 0 (off) or 1 (on, the default); got {value!r}")
+    return value == "1"
+
 
 CHUNK_ELEMENTS = 1 << 20  # cols entries per chunk (4 MB in float32), see "Chunks" below
 SMALL_K = 32  # first layers with receptive fields up to this long: see _weight_grad_t
@@ -63,6 +81,13 @@ GX_DIRECT_MAX_K = 160  # and receptive-field length up to which they win for gx 
 # per-sample GEMMs 0.39 ms, direct 0.66; from K = 25 on direct wins: 1x28x28 -> 6, k5 0.28 / 0.22,
 # 6x12x12 -> 6, k5 0.42 / 0.18, 3x32x32 -> 64, k3 p1 4.1 / 2.3)
 GW_DIRECT_MIN_K = 16
+#: Winograd F(2x2, 3x3) where it pays (see uses_winograd); False: never
+WINOGRAD = _env_switch("TINYCONV_WINOGRAD")
+WINOGRAD_MIN_CHANNELS = 64  # in- and output channels, each at least; and with fewer than
+WINOGRAD_SMALL_CHANNELS = 128  # this many, an output of at least WINOGRAD_SMALL_MIN_SIDE a side
+WINOGRAD_SMALL_MIN_SIDE = 28
+WINOGRAD_MIN_TILES = 256  # 2x2 output tiles of the whole batch (the GEMMs' long side), at least
+WINOGRAD_MIN_WORK = 1 << 16  # and channels * tiles, at least
 
 
 class Conv2d(ArrayFunction):
@@ -74,6 +99,8 @@ class Conv2d(ArrayFunction):
             ctx.geometry = geometry
         if _uses_direct(x.shape, W.shape, stride, padding, dilation):  # speed case, see below
             return conv2d_direct(x, W, b, padding, dilation)
+        if uses_winograd(x.shape, W.shape, stride, padding, dilation):  # speed case, see below
+            return winograd_conv2d(x, W, b, padding)
         y = np.empty((x.shape[0], W.shape[0]) + output_size(x.shape, W.shape, *geometry[2:]),
                      dtype=np.result_type(x, W))  # (N, OC, OH, OW)
         for n in chunks(x.shape[0], W, y.shape[2] * y.shape[3]):  # see "Chunks" below
@@ -105,6 +132,8 @@ def gradients(gY, gb, x, W, geometry, need):
     W2 = W.reshape(OC, -1)
     # speed cases first (direct loops, see _uses_direct); the GEMMs below do what they leave
     gx = _input_grad_direct(gY, x.shape, W, geometry) if need_x else None
+    if need_x and gx is None:
+        gx = _input_grad_winograd(gY, x.shape, W, geometry)
     # (gW by the loops only where gx needs no cols: else the cols built for gx serve gW too)
     direct_w = (need_w and (gx is not None or not need_x) and W[0].size >= GW_DIRECT_MIN_K
                 and _uses_direct(x.shape, W.shape, *geometry[2:]))
@@ -203,6 +232,49 @@ def _uses_direct(x_shape, W_shape, stride, padding, dilation):
             and direct_work(x_shape, W_shape, padding, dilation) <= DIRECT_WORK_MAX)
 
 
+def uses_winograd(x_shape, W_shape, stride, padding, dilation):
+    """Forward by Winograd F(2x2, 3x3) (tinyconv/ops/winograd.py): when ``WINOGRAD`` is on, the
+    geometry is one it computes (3x3, stride 1, dilation 1, padding 0..2) and it pays. With
+    ch = min(C, OC) and T the 2x2 output tiles of the whole batch (the 16 GEMMs are
+    (OC, C) @ (C, T)): ch >= 64; ch >= 128 unless the output is at least 28x28; T >= 256; and
+    ch * T >= 2**16. Fitted to im2col / Winograd measured on 2 cores (docs/winograd.md, "When it
+    pays", benchmarks/winograd.py; forward and input gradient): ResNet-18's 64x56x56, 128x28x28
+    and 256x14x14 layers win at batch 8 and 32 (1.3-2.4x); 512x7x7 wins at batch 32 (1.2-1.3x)
+    and ties at batch 8 (0.96-1.10: 128 tiles make short GEMMs, and a 7x7 output wastes 15 of
+    every 64 tile outputs); 128x14x14 -> 128 (a scratch run) 1.1x at batch 8, 1.4x at 32. The
+    seed networks' layers stay on im2col: 32 channels, or 64 at 14x14, which won on the machine
+    of these runs (1.1-1.7x) but lost on an earlier one with faster BLAS kernels (0.8x).
+
+    The rule depends on the batch: a caller that splits a batch into chunks of samples must ask
+    it of the whole batch and hand Winograd the whole batch (its own chunks, as in
+    Conv2d.forward, so that the GEMMs and their sums are the same; tinyconv/ops/fused.py)."""
+    if not (WINOGRAD and winograd_applies(x_shape, W_shape, stride, padding, dilation)):
+        return False
+    OH, OW = output_size(x_shape, W_shape, _pair(stride), _pair(padding), _pair(dilation))
+    ch = min(W_shape[0], W_shape[1])
+    tiles = x_shape[0] * ((OH + 1) // 2) * ((OW + 1) // 2)
+    return (ch >= WINOGRAD_MIN_CHANNELS
+            and (ch >= WINOGRAD_SMALL_CHANNELS or min(OH, OW) >= WINOGRAD_SMALL_MIN_SIDE)
+            and tiles >= WINOGRAD_MIN_TILES and ch * tiles >= WINOGRAD_MIN_WORK)
+
+
+def _input_grad_winograd(gY, x_shape, W, geometry):
+    """gx by Winograd, or None where it does not pay: with stride 1 the input gradient is the
+    convolution of gy with the turned filters (see :func:`_input_grad_direct`), a 3x3 one with
+    padding 2 - P, OC input and C output channels; it goes by Winograd where
+    :func:`uses_winograd` says so of that convolution. gY (OC, N*OH*OW) is read in place."""
+    _, _, stride, padding, dilation = geometry
+    OC, C = W.shape[:2]
+    N = x_shape[0]
+    OH, OW = output_size(x_shape, W.shape, stride, padding, dilation)
+    turned_padding = tuple(2 - p for p in _pair(padding))
+    if not (winograd_applies(x_shape, W.shape, stride, padding, dilation) and uses_winograd(
+            (N, OC, OH, OW), (C, OC, 3, 3), stride, turned_padding, dilation)):
+        return None
+    gy = gY.reshape(OC, N, OH, OW).transpose(1, 0, 2, 3)  # a view: (N, OC, OH, OW)
+    return winograd_conv2d_input_grad(gy, W, padding)
+
+
 def _input_grad_direct(gY, x_shape, W, geometry):
     """gx by the direct loops, or None where they do not pay.
 
@@ -236,6 +308,8 @@ def gemm_channel_major(x, W, stride, padding, dilation):
     added), for the fused ops of tinyconv/ops/fused.py to read in place of y; by chunks."""
     if _uses_direct(x.shape, W.shape, stride, padding, dilation):  # as Conv2d.forward does
         return conv2d_direct(x, W, None, padding, dilation, channel_major=True)
+    if uses_winograd(x.shape, W.shape, stride, padding, dilation):  # as Conv2d.forward does
+        return winograd_conv2d(x, W, None, padding, channel_major=True)
     OC, _, kh, kw = W.shape
     OH, OW = output_size(x.shape, W.shape, stride, padding, dilation)
     L = OH * OW

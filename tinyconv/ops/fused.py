@@ -13,7 +13,7 @@ import numpy as np
 
 from tinyconv.autograd import ArrayFunction
 from tinyconv.kernels import fused as fused_kernels
-from tinyconv.ops.conv import chunks, gemm_channel_major, gradients, output_size
+from tinyconv.ops.conv import chunks, gemm_channel_major, gradients, output_size, uses_winograd
 from tinyconv.ops.norm import affine_or_default, eval_scale_shift, update_running_stats
 
 
@@ -63,13 +63,15 @@ class MaxPool2dReLU(ArrayFunction):
 def _conv_epilogue(ctx, x, W, b, conv_args, epilogue):
     """Run a convolution whose channel-major output goes straight into ``epilogue(Y, bias, out)``,
     which writes the pooled (y, at) into ``out``. Returns (Y, y, at); when nothing is saved for
-    backward, the epilogue runs chunk by chunk too (as in Conv2d) and Y is None."""
+    backward, the epilogue runs chunk by chunk too (as in Conv2d; not with Winograd) and Y is
+    None."""
     N, OC = x.shape[0], W.shape[0]
     OH, OW = output_size(x.shape, W.shape, *conv_args)
     bias = b if b is not None else np.zeros(OC, dtype=x.dtype)
     y = np.empty((N, OC, OH // 2, OW // 2), dtype=x.dtype)
     at = np.empty(y.shape, dtype=np.uint8)
-    if ctx.recording:
+    # (Winograd: the whole batch at once, as Conv2d.forward hands it, see uses_winograd)
+    if ctx.recording or uses_winograd(x.shape, W.shape, *conv_args):
         Y = gemm_channel_major(x, W, *conv_args)
         epilogue(Y, bias, (y, at))
         return Y, y, at

@@ -29,6 +29,7 @@ from tinyconv._utils import _pair
 from tinyconv.kernels.winograd import (
     tile_counts,
     winograd_filter_transform,
+    winograd_filter_transform_reference,
     winograd_input_transform,
     winograd_input_transform_reference,
     winograd_output_transform,
@@ -80,13 +81,15 @@ def chunk_samples(C, OC, tiles_per_sample):
     return max(1, CHUNK_ELEMENTS // (16 * max(C, OC) * tiles_per_sample))
 
 
-def winograd_conv2d(x, W, b=None, padding=1, chunk=None):
+def winograd_conv2d(x, W, b=None, padding=1, chunk=None, channel_major=False):
     """y = conv2d(x, W, b, stride=1, padding=padding) by Winograd F(2x2, 3x3).
 
     x (N, C, H, W), W (OC, C, 3, 3), b (OC,) or None, float32 or float64; ``padding`` an int or
     (PH, PW) pair, each 0, 1 or 2 (see :func:`winograd_applies`). Returns y (N, OC, OH, OW) with
-    OH = H + 2*PH - 2, OW = W + 2*PW - 2, in the result type of x and W. ``chunk``: samples per
-    chunk (default :func:`chunk_samples`).
+    OH = H + 2*PH - 2, OW = W + 2*PW - 2, in the result type of x and W; with ``channel_major``
+    the same numbers as (OC, N, OH, OW) (the layout tinyconv/ops/conv.py's fused ops read).
+    x may be a strided view (the input gradient passes gy in the GEMM's channel-major layout).
+    ``chunk``: samples per chunk (default :func:`chunk_samples`).
     """
     ph, pw = _check(x, W, b, padding)
     dtype = np.result_type(x, W)
@@ -97,7 +100,11 @@ def winograd_conv2d(x, W, b=None, padding=1, chunk=None):
     TH, TW = tile_counts(OH, OW)
     T = TH * TW
     U = winograd_filter_transform(W)  # (16, OC, C)
-    y = np.empty((N, OC, OH, OW), dtype=dtype)
+    if channel_major:
+        y_cm = np.empty((OC, N, OH, OW), dtype=dtype)
+        y = y_cm.transpose(1, 0, 2, 3)  # written through this (N, OC, OH, OW) view
+    else:
+        y = np.empty((N, OC, OH, OW), dtype=dtype)
     step = chunk or chunk_samples(C, OC, T)
     V_buf = np.empty(16 * C * min(step, N) * T, dtype=dtype)  # reused by every chunk
     M_buf = np.empty(16 * OC * min(step, N) * T, dtype=dtype)
@@ -107,7 +114,7 @@ def winograd_conv2d(x, W, b=None, padding=1, chunk=None):
                                      out=V_buf[:16 * C * k * T].reshape(16, C, k * T))
         M = np.matmul(U, V, out=M_buf[:16 * OC * k * T].reshape(16, OC, k * T))
         winograd_output_transform(M, b, y[n0:n0 + k])
-    return y
+    return y_cm if channel_major else y
 
 
 def winograd_conv2d_reference(x, W, b=None, padding=1, chunk=None):
@@ -117,7 +124,7 @@ def winograd_conv2d_reference(x, W, b=None, padding=1, chunk=None):
     dtype = np.result_type(x, W)
     x, W = x.astype(dtype, copy=False), W.astype(dtype, copy=False)
     N, OC = x.shape[0], W.shape[0]
-    U = winograd_filter_transform(W)
+    U = winograd_filter_transform_reference(W)
     V = winograd_input_transform_reference(x, (ph, pw))
     M = U @ V  # the 16 GEMMs
     y = np.empty((N, OC, x.shape[2] + 2 * ph - 2, x.shape[3] + 2 * pw - 2), dtype=dtype)
