@@ -197,7 +197,8 @@ def test_the_switch():
     assert _import_with("1").stdout.strip() == "True"
     bad = _import_with("off")
     assert bad.returncode != 0
-    assert "TINYCONV_WINOGRAD must be 0 (off) or 1 (on, the default); got 'off'" in bad.stderr
+    assert ("environment variable TINYCONV_WINOGRAD must be one of '0', '1' (default '1'); "
+            "got 'off'") in bad.stderr
 
 
 def test_switched_off_uses_im2col(monkeypatch, spy):

@@ -103,10 +103,13 @@ def test_both_backends_take_the_same_steps(cifar, pretrained, tmp_path):
               "--optimizer", "sgd", "--lr", "0.01", "--scheduler", "none"]
     a = run(cifar, tmp_path / "tc", *common)
     b = run(cifar, tmp_path / "pt", *common, "--backend", "torch")
-    # same initial weights, same batches; float32 rounding only
+    # same initial weights, same batches; float32 rounding only, which depends on the BLAS
+    # kernels: with OpenBLAS's SkylakeX kernels the train losses agreed to 1e-5, with its
+    # Haswell kernels (an AVX2-only machine) 2.434310 against torch's 2.434358, 2.0e-5 apart,
+    # with this session's code and with the code before it (850dd11) alike
     assert a["history"][0]["train_loss"] == pytest.approx(b["history"][0]["train_loss"],
-                                                          rel=1e-5)
-    assert a["history"][0]["test_loss"] == pytest.approx(b["history"][0]["test_loss"], rel=1e-5)
+                                                          rel=5e-5)
+    assert a["history"][0]["test_loss"] == pytest.approx(b["history"][0]["test_loss"], rel=5e-5)
     ours = tinyconv.load(tmp_path / "tc" / "checkpoint.npz")["model"]
     theirs = tinyconv.load(tmp_path / "pt" / "checkpoint.npz")["model"]
     start = tinyconv.load(pretrained)

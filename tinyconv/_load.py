@@ -75,11 +75,14 @@ except ImportError:  # not a Unix: no getrusage, no /proc/stat either
 
 import numba
 
+from tinyconv._utils import env_choice
+
 INTERVAL_S = 0.3  # the least time between two looks at the load
 MARGIN = 0.65  # cores: how far the free cores must be from the threads in use to change them
 PREEMPTIONS_PER_CPU_S = 150  # above: this process's threads wait for cores (see is_crowded)
 PROBE_S = 2.0  # seconds at a reduced count before trying one thread more (see _Probe)
-ENABLED = os.environ.get("TINYCONV_ADAPTIVE_THREADS", "1") != "0" and resource is not None
+_SETTING = env_choice("TINYCONV_ADAPTIVE_THREADS", ("0", "1", "all"))
+ENABLED = _SETTING != "0" and resource is not None
 
 
 # ---- the decision (pure functions) -----------------------------------------------------------
@@ -213,7 +216,7 @@ def _pools():
 _POOLS = None
 # OpenBLAS's results depend on its thread count (see the module docstring): it follows the load
 # only when asked to, with TINYCONV_ADAPTIVE_THREADS=all
-NOT_ADAPTED = () if os.environ.get("TINYCONV_ADAPTIVE_THREADS") == "all" else ("openblas",)
+NOT_ADAPTED = () if _SETTING == "all" else ("openblas",)
 
 
 # ---- torch's API -------------------------------------------------------------------------------

@@ -14,8 +14,9 @@ other C libraries (macOS, musl, Windows) are left alone too.
 from __future__ import annotations
 
 import ctypes
-import os
 import sys
+
+from tinyconv._utils import env_choice
 
 # mallopt parameter numbers from glibc's <malloc.h>
 _M_TRIM_THRESHOLD = -1
@@ -27,7 +28,7 @@ TRIM_THRESHOLD = 1024 * 1024 * 1024  # give memory back only above 1 GiB free at
 
 def tune_malloc() -> bool:
     """Apply the settings above when running on glibc; True when they were applied."""
-    if os.environ.get("TINYCONV_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
+    if env_choice("TINYCONV_MALLOC_TUNING") == "0" or not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL(None)

@@ -46,11 +46,9 @@ And one that changes the order of the sums (equal to float rounding, not bit for
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-from tinyconv._utils import _pair
+from tinyconv._utils import _pair, env_choice
 from tinyconv.autograd import ArrayFunction
 from tinyconv.kernels.conv import col2im, conv_out_size, im2col, to_batch_major, to_channel_major
 from tinyconv.kernels.direct import (
@@ -61,20 +59,10 @@ from tinyconv.kernels.direct import (
 )
 from tinyconv.ops.winograd import winograd_applies, winograd_conv2d, winograd_conv2d_input_grad
 
-
-def _env_switch(name):
-    """An on/off switch from the environment: unset or "1" is on, "0" is off; anything else is
-    refused (a typo must not silently leave the default on)."""
-    value = os.environ.get(name, "1")
-    if value not in ("0", "1"):
-        raise ValueError(f"{name} must be 0 (off) or 1 (on, the default); got {value!r}")
-    return value == "1"
-
-
 CHUNK_ELEMENTS = 1 << 20  # cols entries per chunk (4 MB in float32), see "Chunks" below
 SMALL_K = 32  # first layers with receptive fields up to this long: see _weight_grad_t
 #: forward by direct loops where they pay (see _uses_direct); False: always im2col + GEMM
-DIRECT = os.environ.get("TINYCONV_DIRECT_CONV", "1") != "0"
+DIRECT = env_choice("TINYCONV_DIRECT_CONV") == "1"
 DIRECT_WORK_MAX = 3000  # multiply-adds per output value up to which the direct loops win
 GX_DIRECT_MAX_K = 160  # and receptive-field length up to which they win for gx (see there)
 # gW: below this receptive-field length the GEMMs stay faster (1x28x28 -> 32, k3 p1 at batch 64:
@@ -82,7 +70,7 @@ GX_DIRECT_MAX_K = 160  # and receptive-field length up to which they win for gx 
 # 6x12x12 -> 6, k5 0.42 / 0.18, 3x32x32 -> 64, k3 p1 4.1 / 2.3)
 GW_DIRECT_MIN_K = 16
 #: Winograd F(2x2, 3x3) where it pays (see uses_winograd); False: never
-WINOGRAD = _env_switch("TINYCONV_WINOGRAD")
+WINOGRAD = env_choice("TINYCONV_WINOGRAD") == "1"
 WINOGRAD_MIN_CHANNELS = 64  # in- and output channels, each at least; and with fewer than
 WINOGRAD_SMALL_CHANNELS = 128  # this many, an output of at least WINOGRAD_SMALL_MIN_SIDE a side
 WINOGRAD_SMALL_MIN_SIDE = 28
