@@ -44,7 +44,8 @@ class ArrayFunction:
             _check_finite(np.asarray(out), cls, "forward")
         result = Tensor._wrap(out)
         # a result array that is none of the inputs and no view is not a view of an input
-        if not (out.base is None and all([a is not out for a in arrays])):
+        data = result._data  # out as an array (a forward may return a NumPy scalar)
+        if not (data.base is None and all([a is not data for a in arrays])):
             _share_version_if_view(cls, result, args, kwargs)
         # NOTE: integer and bool results (x.long(), argmax) are not differentiable, as in torch.
         if record and result._data.dtype.kind in "fc":
